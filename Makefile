@@ -34,7 +34,7 @@ LDLIBS  += -L/usr/local/cuda/lib64 -lcudart -lcublas -lnccl
 endif
 
 # ---- sources ----
-PROTO_SRC  := $(wildcard proto/*.proto) $(wildcard proto/*/*.proto)
+PROTO_SRC  := $(shell find proto -name '*.proto' 2>/dev/null | LC_ALL=C sort)
 PROTO_C    := $(patsubst proto/%.proto,$(GEN)/%.pb-c.c,$(PROTO_SRC))
 COMMON_SRC := $(wildcard common/*.c)
 STORED_SRC := $(wildcard stored/*.c)
@@ -71,7 +71,7 @@ $(LIBAGL): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/bin/stored: $(STORED_OBJ) $(LIBAGL)
+$(BUILD)/bin/stored: $(STORED_OBJ) $(GEN)/migrations.o $(LIBAGL)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/bin/runnerd: $(RUNNERD_OBJ) $(LIBAGL)
@@ -84,7 +84,7 @@ $(BUILD)/bin/trainerd: $(TRAINERD_OBJ) $(LIBAGL)
 # Unit tests: tests/unit/<dir>/test_x.c links libagl, plus <dir>'s objects (minus main.o)
 # when <dir> is a daemon, so each test can reach the module it mirrors.
 define unit_rule
-$(BUILD)/$(1:.c=): $(call obj,$(1)) $$(filter-out %/main.o,$$(call obj,$$(wildcard $(word 3,$(subst /, ,$(1)))/*.c))) $(LIBAGL)
+$(BUILD)/$(1:.c=): $(call obj,$(1)) $$(filter-out %/main.o,$$(call obj,$$(wildcard $(word 3,$(subst /, ,$(1)))/*.c))) $(GEN)/migrations.o $(LIBAGL)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) -lcmocka
 endef
@@ -146,3 +146,17 @@ clean:
 	rm -rf build build-san
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Migrations are compiled into stored so an installed binary needs no share/ lookup.
+MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+$(GEN)/migrations.c: $(MIGRATIONS) Makefile
+	@mkdir -p $(GEN)
+	@{ echo '/* generated from the migrations directory, do not edit */'; \
+	   echo 'const char *const agl_migrations[][2] = {'; \
+	   for f in $(MIGRATIONS); do \
+	     printf '{"%s",\n' "$$(basename $$f .sql)"; \
+	     sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; \
+	     echo '},'; \
+	   done; echo '{0, 0}};'; } > $@
+$(GEN)/migrations.o: $(GEN)/migrations.c
+	$(CC) $(CFLAGS) -c -o $@ $<

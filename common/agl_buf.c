@@ -126,14 +126,21 @@ int agl_format_double(char *out, size_t cap, double v)
 {
     if (isnan(v)) return snprintf(out, cap, "NaN");
     if (isinf(v)) return snprintf(out, cap, v > 0 ? "Infinity" : "-Infinity");
-    int n = 0;
-    /* Shortest precision that round-trips, as Python's repr does. */
-    for (int prec = 1; prec <= 17; prec++) {
-        n = snprintf(out, cap, "%.*g", prec, v);
-        if (strtod(out, NULL) == v) break;
+    /* Shortest number of significant digits that round-trips, as Python's repr does. */
+    char sci[40];
+    int prec;
+    for (prec = 1; prec < 17; prec++) {
+        snprintf(sci, sizeof sci, "%.*e", prec - 1, v);
+        if (strtod(sci, NULL) == v) break;
     }
-    /* Keep the value a float on the wire: "2" -> "2.0", but "1e+20" stays. */
-    if (!strpbrk(out, ".eEn") && (size_t)n + 2 < cap) {
+    snprintf(sci, sizeof sci, "%.*e", prec - 1, v);
+    int exp10 = atoi(strchr(sci, 'e') + 1);
+    /* repr switches to exponent notation outside 1e-4 <= |v| < 1e16 ("1e-05", "1e+16"). */
+    if (exp10 < -4 || exp10 >= 16) return snprintf(out, cap, "%s", sci);
+    int decimals = prec - 1 - exp10;
+    int n = snprintf(out, cap, "%.*f", decimals > 0 ? decimals : 0, v);
+    /* Keep the value a float on the wire: "600" -> "600.0". */
+    if (!strchr(out, '.') && n > 0 && (size_t)n + 2 < cap) {
         out[n++] = '.';
         out[n++] = '0';
         out[n] = 0;

@@ -73,7 +73,8 @@ char *agl_error_http(const agl_error *e, int *status)
             first = 0;
             size_t k = 0;
             while (k < n && p[k] >= '0' && p[k] <= '9') k++;
-            if (k == n && n > 0)
+            /* list indexes are integers in pydantic's loc; "007" or huge keys stay strings */
+            if (k == n && n > 0 && n <= 18 && (p[0] != '0' || n == 1))
                 agl_buf_put(&b, p, n);
             else
                 agl_buf_json_strn(&b, p, n);

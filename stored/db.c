@@ -1,0 +1,352 @@
+/* db — libpq connection pool, prepared statements, transactions and migrations. */
+#include "db.h"
+#include "agl_alloc.h"
+#include "agl_log.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Embedded migrations, generated at build time from migrations/NNNN_*.sql. */
+extern const char *const agl_migrations[][2];
+
+#define DYN_CACHE 64
+
+struct db_conn {
+    PGconn *pg;
+    bool prepared;
+    bool in_pool;
+    int ndyn;
+    struct {
+        uint64_t hash;
+        char *sql;
+    } dyn[DYN_CACHE];
+};
+
+struct db_pool {
+    char *conninfo;
+    int size;
+    int nfree;
+    db_conn **free;
+    db_conn *all;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+static void conn_reset(db_conn *c);
+static agl_code conn_prepare(db_conn *c, agl_error *err);
+static void conn_reset(db_conn *c)
+{
+    if (c->pg) PQfinish(c->pg);
+    c->pg = NULL;
+    c->prepared = false;
+    for (int i = 0; i < c->ndyn; i++) free(c->dyn[i].sql);
+    c->ndyn = 0;
+}
+
+static agl_code pg_error(db_conn *c, PGresult *r, const char *what, agl_error *err)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = c->pg ? PQerrorMessage(c->pg) : "no connection";
+    if (r && PQresultErrorMessage(r)[0]) msg = PQresultErrorMessage(r);
+    char clean[300];
+    snprintf(clean, sizeof clean, "%s", msg);
+    for (char *p = clean; *p; p++)
+        if (*p == '\n') *p = ' ';
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+        agl_warn("database connection lost during %s: %s", what, clean);
+        conn_reset(c);
+        return agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable: %s", clean);
+    }
+    if (state && !strcmp(state, "23503")) /* foreign key: the span's attempt does not exist */
+        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "unknown rollout or attempt");
+    if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01")))
+        return agl_error_set(err, AGL_E_CONFLICT, NULL, "concurrent update conflict, retry: %s",
+                             clean);
+    agl_error("database error in %s: %s", what, clean);
+    return agl_error_set(err, AGL_E_INTERNAL, NULL, "database error: %s", clean);
+}
+
+static agl_code conn_open(db_pool *p, db_conn *c, agl_error *err)
+{
+    conn_reset(c);
+    c->pg = PQconnectdb(p->conninfo);
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        char clean[300];
+        snprintf(clean, sizeof clean, "%s", PQerrorMessage(c->pg));
+        for (char *q = clean; *q; q++)
+            if (*q == '\n') *q = ' ';
+        conn_reset(c);
+        return agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable: %s", clean);
+    }
+    PGresult *r = PQexec(c->pg, "SET client_min_messages = warning; SET extra_float_digits = 3");
+    PQclear(r);
+    return AGL_OK;
+}
+
+static agl_code conn_prepare(db_conn *c, agl_error *err)
+{
+    if (c->prepared) return AGL_OK;
+    for (int i = 0; i < SQL__COUNT; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "s%d", i);
+        PGresult *r = PQprepare(c->pg, name, db_sql[i], 0, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            agl_code code = pg_error(c, r, "prepare", err);
+            agl_error("cannot prepare statement %d: %s", i, err->msg);
+            PQclear(r);
+            return code;
+        }
+        PQclear(r);
+    }
+    c->prepared = true;
+    return AGL_OK;
+}
+
+db_pool *db_pool_open(const char *conninfo, int size, agl_error *err)
+{
+    if (size < 1) size = 1;
+    db_pool *p = agl_calloc(1, sizeof *p);
+    p->conninfo = agl_strdup(conninfo);
+    p->size = size;
+    p->all = agl_calloc((size_t)size, sizeof *p->all);
+    p->free = agl_calloc((size_t)size, sizeof *p->free);
+    for (int i = 0; i < size; i++) p->free[p->nfree++] = &p->all[i];
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (conn_open(p, &p->all[0], err) != AGL_OK) {
+        db_pool_close(p);
+        return NULL;
+    }
+    return p;
+}
+
+void db_pool_close(db_pool *p)
+{
+    if (!p) return;
+    for (int i = 0; i < p->size; i++) conn_reset(&p->all[i]);
+    free(p->all);
+    free(p->free);
+    free(p->conninfo);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}
+
+const char *db_pool_conninfo(const db_pool *p)
+{
+    return p->conninfo;
+}
+
+static agl_code acquire_raw(db_pool *p, db_conn **out, agl_error *err)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->nfree == 0) pthread_cond_wait(&p->cv, &p->mu);
+    db_conn *c = p->free[--p->nfree];
+    pthread_mutex_unlock(&p->mu);
+
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+        if (c->pg) PQreset(c->pg);
+        if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+            agl_code code = conn_open(p, c, err);
+            if (code != AGL_OK) {
+                db_release(p, c);
+                return code;
+            }
+        } else {
+            c->prepared = false;
+            for (int i = 0; i < c->ndyn; i++) free(c->dyn[i].sql);
+            c->ndyn = 0;
+        }
+    }
+    *out = c;
+    return AGL_OK;
+}
+
+agl_code db_acquire(db_pool *p, db_conn **out, agl_error *err)
+{
+    db_conn *c;
+    agl_code code = acquire_raw(p, &c, err);
+    if (code != AGL_OK) return code;
+    code = conn_prepare(c, err);
+    if (code != AGL_OK) {
+        db_release(p, c);
+        return code;
+    }
+    *out = c;
+    return AGL_OK;
+}
+
+void db_release(db_pool *p, db_conn *c)
+{
+    pthread_mutex_lock(&p->mu);
+    p->free[p->nfree++] = c;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+PGconn *db_pgconn(db_conn *c)
+{
+    return c->pg;
+}
+
+static agl_code simple(db_conn *c, const char *sql, agl_error *err)
+{
+    if (!c->pg) return agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
+    PGresult *r = PQexec(c->pg, sql);
+    agl_code code = AGL_OK;
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) code = pg_error(c, r, sql, err);
+    PQclear(r);
+    return code;
+}
+
+agl_code db_begin(db_conn *c, agl_error *err)
+{
+    return simple(c, "BEGIN", err);
+}
+
+agl_code db_commit(db_conn *c, agl_error *err)
+{
+    return simple(c, "COMMIT", err);
+}
+
+void db_rollback(db_conn *c)
+{
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) return;
+    if (PQtransactionStatus(c->pg) == PQTRANS_IDLE) return;
+    PGresult *r = PQexec(c->pg, "ROLLBACK");
+    PQclear(r);
+}
+
+static PGresult *exec_named(db_conn *c, const char *name, const char *what, int n,
+                            const char *const *params, agl_error *err)
+{
+    if (!c->pg) {
+        agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
+        return NULL;
+    }
+    PGresult *r = PQexecPrepared(c->pg, name, n, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
+    pg_error(c, r, what, err);
+    PQclear(r);
+    return NULL;
+}
+
+PGresult *db_exec(db_conn *c, db_stmt s, int n, const char *const *params, agl_error *err)
+{
+    char name[16];
+    snprintf(name, sizeof name, "s%d", (int)s);
+    return exec_named(c, name, name, n, params, err);
+}
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+PGresult *db_exec_dynamic(db_conn *c, const char *sql, int n, const char *const *params,
+                          agl_error *err)
+{
+    if (!c->pg) {
+        agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
+        return NULL;
+    }
+    uint64_t h = fnv1a(sql);
+    int idx = -1;
+    for (int i = 0; i < c->ndyn; i++)
+        if (c->dyn[i].hash == h && !strcmp(c->dyn[i].sql, sql)) idx = i;
+    char name[32];
+    if (idx < 0) {
+        if (c->ndyn == DYN_CACHE) {
+            /* Cache full (an unusual mix of filters): drop every statement and start over. */
+            PGresult *r = PQexec(c->pg, "DEALLOCATE ALL");
+            PQclear(r);
+            for (int i = 0; i < c->ndyn; i++) free(c->dyn[i].sql);
+            c->ndyn = 0;
+            c->prepared = false;
+            if (conn_prepare(c, err) != AGL_OK) return NULL;
+        }
+        idx = c->ndyn;
+        snprintf(name, sizeof name, "d%d", idx);
+        PGresult *r = PQprepare(c->pg, name, sql, n, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            pg_error(c, r, "prepare dynamic", err);
+            PQclear(r);
+            return NULL;
+        }
+        PQclear(r);
+        c->dyn[idx].hash = h;
+        c->dyn[idx].sql = agl_strdup(sql);
+        c->ndyn++;
+    }
+    snprintf(name, sizeof name, "d%d", idx);
+    return exec_named(c, name, "list query", n, params, err);
+}
+
+double db_double(const PGresult *r, int row, int col, bool *has)
+{
+    if (PQgetisnull(r, row, col)) {
+        if (has) *has = false;
+        return 0;
+    }
+    if (has) *has = true;
+    return strtod(PQgetvalue(r, row, col), NULL);
+}
+
+long long db_int(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+agl_code db_migrate(db_pool *p, agl_error *err)
+{
+    db_conn *c;
+    agl_code code = acquire_raw(p, &c, err);
+    if (code != AGL_OK) return code;
+    /* One stored at a time migrates; the others wait on the lock and then find nothing to do. */
+    code = simple(c,
+                  "SELECT pg_advisory_lock(4747);"
+                  "CREATE TABLE IF NOT EXISTS agl_schema_version ("
+                  " version integer PRIMARY KEY, name text NOT NULL,"
+                  " applied_at timestamptz NOT NULL DEFAULT now())",
+                  err);
+    for (int i = 0; code == AGL_OK && agl_migrations[i][0]; i++) {
+        const char *name = agl_migrations[i][0];
+        int version = atoi(name);
+        char vbuf[16];
+        snprintf(vbuf, sizeof vbuf, "%d", version);
+        const char *params[2] = {vbuf, name};
+        PGresult *r = PQexecParams(c->pg, "SELECT 1 FROM agl_schema_version WHERE version = $1",
+                                   1, NULL, params, NULL, NULL, 0);
+        bool done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) code = pg_error(c, r, "migrate", err);
+        PQclear(r);
+        if (code != AGL_OK || done) continue;
+        agl_info("applying migration %s", name);
+        code = simple(c, "BEGIN", err);
+        if (code == AGL_OK) code = simple(c, agl_migrations[i][1], err);
+        if (code == AGL_OK) {
+            r = PQexecParams(c->pg, "INSERT INTO agl_schema_version (version, name) VALUES ($1, $2)",
+                             2, NULL, params, NULL, NULL, 0);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK) code = pg_error(c, r, "migrate", err);
+            PQclear(r);
+        }
+        if (code == AGL_OK)
+            code = simple(c, "COMMIT", err);
+        else
+            db_rollback(c);
+        if (code != AGL_OK) agl_error("migration %s failed: %s", name, err->msg);
+    }
+    agl_error tmp;
+    simple(c, "SELECT pg_advisory_unlock(4747)", &tmp);
+    /* Statements were prepared before the tables existed: prepare again. */
+    conn_reset(c);
+    db_release(p, c);
+    return code;
+}
