@@ -59,7 +59,7 @@ all: $(BINS)
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto
 	@mkdir -p $(GEN)
 	protoc-c --proto_path=proto --c_out=$(GEN) $<
-$(GEN)/%.pb-c.o: $(GEN)/%.pb-c.c
+$(GEN)/%.pb-c.o: $(GEN)/%.pb-c.c | $(PROTO_C)
 	$(CC) $(CFLAGS) -Wno-error -c -o $@ $<
 
 # every object may include generated headers

@@ -143,14 +143,10 @@ static void render_error(agl_req *r, const agl_error *e)
     r->content_encoding = NULL;
     if (r->proto_errors) {
         uint8_t *body;
-        char msg[sizeof e->loc + sizeof e->msg + 4];
-        if (e->loc[0])
-            snprintf(msg, sizeof msg, "%s: %s", e->loc, e->msg);
-        else
-            snprintf(msg, sizeof msg, "%s", e->msg);
-        size_t n = agl_otlp_status_body(msg, &r->arena, &body);
+        size_t n = agl_otlp_status_body(e->msg, &r->arena, &body);
         agl_buf_put(&r->out, body, n);
-        r->status = agl_code_http_status(e->code);
+        /* OTLP exporters retry 5xx/408 only; a payload problem is a plain 400. */
+        r->status = e->code == AGL_E_INVALID ? 400 : agl_code_http_status(e->code);
         r->content_type = "application/x-protobuf";
         return;
     }
