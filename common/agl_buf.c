@@ -105,13 +105,27 @@ void agl_buf_json_strn(agl_buf *b, const char *s, size_t n)
         if (i > run) agl_buf_put(b, s + run, i - run);
         run = i + 1;
         switch (c) {
-        case '"': agl_buf_put(b, "\\\"", 2); break;
-        case '\\': agl_buf_put(b, "\\\\", 2); break;
-        case '\n': agl_buf_put(b, "\\n", 2); break;
-        case '\r': agl_buf_put(b, "\\r", 2); break;
-        case '\t': agl_buf_put(b, "\\t", 2); break;
-        case '\b': agl_buf_put(b, "\\b", 2); break;
-        case '\f': agl_buf_put(b, "\\f", 2); break;
+        case '"':
+            agl_buf_put(b, "\\\"", 2);
+            break;
+        case '\\':
+            agl_buf_put(b, "\\\\", 2);
+            break;
+        case '\n':
+            agl_buf_put(b, "\\n", 2);
+            break;
+        case '\r':
+            agl_buf_put(b, "\\r", 2);
+            break;
+        case '\t':
+            agl_buf_put(b, "\\t", 2);
+            break;
+        case '\b':
+            agl_buf_put(b, "\\b", 2);
+            break;
+        case '\f':
+            agl_buf_put(b, "\\f", 2);
+            break;
         default: {
             char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             agl_buf_put(b, esc, 6);

@@ -82,8 +82,7 @@ void agl_config_help(const agl_cli *cli, FILE *out)
     if (cli->epilog) fprintf(out, "\n%s\n", cli->epilog);
 }
 
-int agl_config_parse(const agl_cli *cli, int argc, char **argv, int first, char ***rest,
-                     int *nrest)
+int agl_config_parse(const agl_cli *cli, int argc, char **argv, int first, char ***rest, int *nrest)
 {
     for (agl_option *o = cli->opts; o->name; o++) {
         const char *v = o->env ? getenv(o->env) : NULL;

@@ -14,8 +14,8 @@ typedef enum {
 } agl_opt_type;
 
 typedef struct agl_option {
-    const char *name;    /* long option without dashes, e.g. "listen" */
-    const char *env;     /* environment variable, e.g. "AGL_STORE_LISTEN", or NULL */
+    const char *name; /* long option without dashes, e.g. "listen" */
+    const char *env;  /* environment variable, e.g. "AGL_STORE_LISTEN", or NULL */
     agl_opt_type type;
     void *dst;
     const char *metavar; /* shown in --help, e.g. "HOST:PORT" */

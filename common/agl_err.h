@@ -23,15 +23,14 @@ typedef enum agl_code {
 
 typedef struct agl_error {
     agl_code code;
-    char loc[128];  /* dotted location of the offending field, e.g. "body.rollouts.0.mode" */
-    char msg[384];  /* short lower-case primary message */
+    char loc[128]; /* dotted location of the offending field, e.g. "body.rollouts.0.mode" */
+    char msg[384]; /* short lower-case primary message */
 } agl_error;
 
 /* Sets *e (if non-NULL) and returns code, so callers can `return agl_error_set(...)`. */
 agl_code agl_error_set(agl_error *e, agl_code code, const char *loc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-agl_code agl_error_vset(agl_error *e, agl_code code, const char *loc, const char *fmt,
-                        va_list ap);
+agl_code agl_error_vset(agl_error *e, agl_code code, const char *loc, const char *fmt, va_list ap);
 void agl_error_clear(agl_error *e);
 
 /* Stable machine name of a code ("invalid", "not_found", ...), used as error_type. */

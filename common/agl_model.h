@@ -64,15 +64,15 @@ typedef struct agl_rollout_config {
 
 typedef struct agl_rollout {
     const char *rollout_id;
-    const char *input;       /* raw JSON text, never NULL ("null" for JSON null) */
+    const char *input; /* raw JSON text, never NULL ("null" for JSON null) */
     double start_time;
     bool has_end_time;
     double end_time;
-    int mode;                /* agl_mode, AGL_MODE_NONE = null */
+    int mode;                 /* agl_mode, AGL_MODE_NONE = null */
     const char *resources_id; /* NULL = null */
-    int status;              /* agl_rollout_status */
+    int status;               /* agl_rollout_status */
     agl_rollout_config config;
-    const char *metadata;    /* raw JSON object text, NULL = null */
+    const char *metadata; /* raw JSON object text, NULL = null */
 } agl_rollout;
 
 typedef struct agl_attempt {
@@ -82,16 +82,16 @@ typedef struct agl_attempt {
     double start_time;
     bool has_end_time;
     double end_time;
-    int status;              /* agl_attempt_status */
-    const char *worker_id;   /* NULL = null */
+    int status;            /* agl_attempt_status */
+    const char *worker_id; /* NULL = null */
     bool has_last_heartbeat_time;
     double last_heartbeat_time;
-    const char *metadata;    /* raw JSON object text, NULL = null */
+    const char *metadata; /* raw JSON object text, NULL = null */
 } agl_attempt;
 
 typedef struct agl_worker {
     const char *worker_id;
-    int status;              /* agl_worker_status */
+    int status;                  /* agl_worker_status */
     const char *heartbeat_stats; /* raw JSON object text, NULL = null */
     bool has_last_heartbeat_time, has_last_dequeue_time, has_last_busy_time, has_last_idle_time;
     double last_heartbeat_time, last_dequeue_time, last_busy_time, last_idle_time;
@@ -104,7 +104,7 @@ typedef struct agl_resources_update {
     double create_time;
     double update_time;
     int64_t version;
-    const char *resources;   /* normalised NamedResources JSON object text */
+    const char *resources; /* normalised NamedResources JSON object text */
 } agl_resources_update;
 
 /* A Span keeps its whole JSON document (unknown keys included) plus the columns the store
@@ -115,11 +115,11 @@ typedef struct agl_span {
     int64_t sequence_id;
     const char *trace_id;
     const char *span_id;
-    const char *parent_id;   /* NULL = null */
+    const char *parent_id; /* NULL = null */
     const char *name;
     bool has_start_time, has_end_time;
     double start_time, end_time;
-    const char *json;        /* the complete span as compact JSON text (verbatim key order) */
+    const char *json; /* the complete span as compact JSON text (verbatim key order) */
 } agl_span;
 
 /* ---- codecs: writers (append to b) ---- */
@@ -138,8 +138,8 @@ agl_code agl_rollout_config_parse(const json_t *j, const char *loc, agl_rollout_
                                   agl_error *err);
 agl_code agl_rollout_parse(const json_t *j, agl_arena *a, agl_rollout *out, agl_error *err);
 /* Parses a Rollout or AttemptedRollout; *has_attempt tells which (attempt filled if so). */
-agl_code agl_attempted_rollout_parse(const json_t *j, agl_arena *a, agl_rollout *r,
-                                     agl_attempt *at, bool *has_attempt, agl_error *err);
+agl_code agl_attempted_rollout_parse(const json_t *j, agl_arena *a, agl_rollout *r, agl_attempt *at,
+                                     bool *has_attempt, agl_error *err);
 agl_code agl_attempt_parse(const json_t *j, agl_arena *a, agl_attempt *out, agl_error *err);
 agl_code agl_worker_parse(const json_t *j, agl_arena *a, agl_worker *out, agl_error *err);
 agl_code agl_resources_update_parse(const json_t *j, agl_arena *a, agl_resources_update *out,

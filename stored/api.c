@@ -63,7 +63,8 @@ static agl_code opt_mode(agl_req *r, const json_t *v, const char *loc, int *mode
     *mode = AGL_MODE_NONE;
     if (!v || json_is_null(v)) return AGL_OK;
     int m = json_is_string(v) ? agl_mode_from(json_string_value(v)) : -1;
-    if (m < 0) return agl_error_set(err, AGL_E_INVALID, loc, "input should be 'train', 'val' or 'test'");
+    if (m < 0)
+        return agl_error_set(err, AGL_E_INVALID, loc, "input should be 'train', 'val' or 'test'");
     *mode = m;
     return AGL_OK;
 }
@@ -80,8 +81,8 @@ static agl_code opt_metadata(agl_req *r, const json_t *v, const char *loc, const
 }
 
 /* EnqueueRolloutRequest / start_rollout body element (§2.6). */
-static agl_code parse_rollout_in(agl_req *r, const json_t *j, const char *loc,
-                                 store_rollout_in *in, agl_error *err)
+static agl_code parse_rollout_in(agl_req *r, const json_t *j, const char *loc, store_rollout_in *in,
+                                 agl_error *err)
 {
     agl_code code = need_object(j, loc, err);
     if (code) return code;
@@ -91,8 +92,8 @@ static agl_code parse_rollout_in(agl_req *r, const json_t *j, const char *loc,
         return agl_error_set(err, AGL_E_INVALID, agl_arena_printf(&r->arena, "%s.input", loc),
                              "field required");
     in->input = agl_json_dump(&r->arena, input);
-    if ((code = opt_mode(r, json_object_get(j, "mode"),
-                         agl_arena_printf(&r->arena, "%s.mode", loc), &in->mode, err)))
+    if ((code = opt_mode(r, json_object_get(j, "mode"), agl_arena_printf(&r->arena, "%s.mode", loc),
+                         &in->mode, err)))
         return code;
     json_t *res = json_object_get(j, "resources_id");
     if (res && !json_is_null(res)) {
@@ -170,8 +171,8 @@ static agl_code h_enqueue(agl_req *r, agl_error *err)
     agl_buf_putc(&r->out, '[');
     for (size_t i = 0; i < n; i++) {
         agl_rollout ro;
-        code = store_rollout_insert(&t, &ins[i], ins[i].has_resources_id ? ins[i].resources_id : latest,
-                                    true, &ro, err);
+        code = store_rollout_insert(
+            &t, &ins[i], ins[i].has_resources_id ? ins[i].resources_id : latest, true, &ro, err);
         if (code) return code;
         if (i) agl_buf_putc(&r->out, ',');
         agl_rollout_write(&r->out, &ro);
@@ -405,18 +406,19 @@ static agl_code list_rollouts(agl_req *r, const json_t *body, agl_error *err)
         return code;
     for (int i = 0; i < nstatus; i++)
         if (agl_rollout_status_from(status_in[i]) < 0)
-            return agl_error_set(err, AGL_E_INVALID,
-                                 agl_arena_printf(&r->arena, "%s.status_in.%d",
-                                                  body ? "body" : "query", i),
-                                 "input should be a valid rollout status");
+            return agl_error_set(
+                err, AGL_E_INVALID,
+                agl_arena_printf(&r->arena, "%s.status_in.%d", body ? "body" : "query", i),
+                "input should be a valid rollout status");
     if ((code = list_q_parse(r, body, rollout_fields, NULL, &q, err))) return code;
     db_conn *db;
     if ((code = req_db(r, &db, err))) return code;
     list_sql s;
     list_sql_init(&s, &r->arena, q.or_logic);
     if (has_status)
-        list_cond(&s, agl_arena_printf(&r->arena, "r.status = ANY(%s::text[])",
-                                       list_param(&s, store_text_array(&r->arena, status_in, nstatus))));
+        list_cond(
+            &s, agl_arena_printf(&r->arena, "r.status = ANY(%s::text[])",
+                                 list_param(&s, store_text_array(&r->arena, status_in, nstatus))));
     if (has_id)
         list_cond(&s, agl_arena_printf(&r->arena, "r.rollout_id = ANY(%s::text[])",
                                        list_param(&s, store_text_array(&r->arena, id_in, nid))));
@@ -487,7 +489,8 @@ static agl_code list_attempts(agl_req *r, const json_t *body, agl_error *err)
     if ((code = req_db(r, &db, err))) return code;
     list_sql s;
     list_sql_init(&s, &r->arena, false);
-    const char *scope = agl_arena_printf(&r->arena, "a.rollout_id = %s", list_param(&s, r->param[0]));
+    const char *scope =
+        agl_arena_printf(&r->arena, "a.rollout_id = %s", list_param(&s, r->param[0]));
     code = run_list(r, db, &s, &q, DB_ATTEMPT_COLS, "attempts a", scope, attempt_fields, "a.pos",
                     DB_ATTEMPT_NCOLS, write_attempt_row, err);
     list_sql_free(&s);
@@ -600,18 +603,19 @@ static agl_code list_workers(agl_req *r, const json_t *body, agl_error *err)
         return code;
     for (int i = 0; i < nstatus; i++)
         if (agl_worker_status_from(status_in[i]) < 0)
-            return agl_error_set(err, AGL_E_INVALID,
-                                 agl_arena_printf(&r->arena, "%s.status_in.%d",
-                                                  body ? "body" : "query", i),
-                                 "input should be 'idle', 'busy' or 'unknown'");
+            return agl_error_set(
+                err, AGL_E_INVALID,
+                agl_arena_printf(&r->arena, "%s.status_in.%d", body ? "body" : "query", i),
+                "input should be 'idle', 'busy' or 'unknown'");
     if ((code = list_q_parse(r, body, worker_fields, NULL, &q, err))) return code;
     db_conn *db;
     if ((code = req_db(r, &db, err))) return code;
     list_sql s;
     list_sql_init(&s, &r->arena, q.or_logic);
     if (has_status)
-        list_cond(&s, agl_arena_printf(&r->arena, "status = ANY(%s::text[])",
-                                       list_param(&s, store_text_array(&r->arena, status_in, nstatus))));
+        list_cond(
+            &s, agl_arena_printf(&r->arena, "status = ANY(%s::text[])",
+                                 list_param(&s, store_text_array(&r->arena, status_in, nstatus))));
     if (contains)
         list_cond(&s, agl_arena_printf(&r->arena, "strpos(worker_id, %s::text) > 0",
                                        list_param(&s, contains)));
@@ -666,10 +670,9 @@ static agl_code h_update_worker(agl_req *r, agl_error *err)
     }
     db_conn *db;
     if ((code = req_db(r, &db, err))) return code;
-    PGresult *res = db_exec(db, SQL_WORKER_HEARTBEAT, 4,
-                            P(r->param[0], stats, store_fmt_double(&r->arena, agl_now()),
-                              has_stats ? "t" : "f"),
-                            err);
+    PGresult *res = db_exec(
+        db, SQL_WORKER_HEARTBEAT, 4,
+        P(r->param[0], stats, store_fmt_double(&r->arena, agl_now()), has_stats ? "t" : "f"), err);
     if (!res) return err->code;
     write_worker_row(r, res, 0);
     PQclear(res);
@@ -679,12 +682,9 @@ static agl_code h_update_worker(agl_req *r, agl_error *err)
 /* ---- resources ---- */
 
 static const sort_field resources_fields[] = {
-    {"resources_id", "resources_id", SORT_STR},
-    {"create_time", "create_time", SORT_TIME},
-    {"update_time", "update_time", SORT_TIME},
-    {"version", "version", SORT_NUM},
-    {"resources", "resources", SORT_JSON},
-    {NULL, NULL, 0},
+    {"resources_id", "resources_id", SORT_STR}, {"create_time", "create_time", SORT_TIME},
+    {"update_time", "update_time", SORT_TIME},  {"version", "version", SORT_NUM},
+    {"resources", "resources", SORT_JSON},      {NULL, NULL, 0},
 };
 
 static void write_resources_row(agl_req *r, const PGresult *res, int row)
@@ -708,7 +708,8 @@ static agl_code h_list_resources(agl_req *r, agl_error *err)
     list_sql s;
     list_sql_init(&s, &r->arena, false); /* always AND (§5.3) */
     if (exact)
-        list_cond(&s, agl_arena_printf(&r->arena, "resources_id = %s::text", list_param(&s, exact)));
+        list_cond(&s,
+                  agl_arena_printf(&r->arena, "resources_id = %s::text", list_param(&s, exact)));
     if (contains)
         list_cond(&s, agl_arena_printf(&r->arena, "strpos(resources_id, %s::text) > 0",
                                        list_param(&s, contains)));
@@ -729,9 +730,9 @@ static agl_code write_resources(agl_req *r, bool upsert, agl_error *err)
     if (!upsert) agl_id_new(id, sizeof id, "rs-", 12);
     db_conn *db;
     if ((code = req_db(r, &db, err))) return code;
-    PGresult *res = db_exec(db, upsert ? SQL_RESOURCES_UPSERT : SQL_RESOURCES_INSERT, 3,
-                            P(upsert ? r->param[0] : id, store_fmt_double(&r->arena, agl_now()), norm),
-                            err);
+    PGresult *res =
+        db_exec(db, upsert ? SQL_RESOURCES_UPSERT : SQL_RESOURCES_INSERT, 3,
+                P(upsert ? r->param[0] : id, store_fmt_double(&r->arena, agl_now()), norm), err);
     if (!res) return err->code;
     write_resources_row(r, res, 0);
     PQclear(res);
@@ -882,13 +883,15 @@ static agl_code list_spans(agl_req *r, const json_t *body, agl_error *err)
     }
     list_sql s;
     list_sql_init(&s, &r->arena, q.or_logic);
-    const char *scope = agl_arena_printf(&r->arena, "s.rollout_id = %s::text", list_param(&s, rollout_id));
+    const char *scope =
+        agl_arena_printf(&r->arena, "s.rollout_id = %s::text", list_param(&s, rollout_id));
     if (attempt_id)
         scope = agl_arena_printf(&r->arena, "%s AND s.attempt_id = %s::text", scope,
                                  list_param(&s, attempt_id));
     for (int i = 0; i < 4; i++) {
         if (eq[i])
-            list_cond(&s, agl_arena_printf(&r->arena, "s.%s = %s::text", cols[i], list_param(&s, eq[i])));
+            list_cond(
+                &s, agl_arena_printf(&r->arena, "s.%s = %s::text", cols[i], list_param(&s, eq[i])));
         if (contains[i])
             list_cond(&s, agl_arena_printf(&r->arena, "strpos(s.%s, %s::text) > 0", cols[i],
                                            list_param(&s, contains[i])));
@@ -921,7 +924,8 @@ static agl_code h_wait(agl_req *r, agl_error *err)
     json_t *ids = json_object_get(body, "rollout_ids");
     if (!ids) return agl_error_set(err, AGL_E_INVALID, "body.rollout_ids", "field required");
     if (!json_is_array(ids))
-        return agl_error_set(err, AGL_E_INVALID, "body.rollout_ids", "input should be a valid list");
+        return agl_error_set(err, AGL_E_INVALID, "body.rollout_ids",
+                             "input should be a valid list");
     size_t n = json_array_size(ids);
     const char **idv = agl_arena_alloc(&r->arena, sizeof *idv * (n ? n : 1));
     for (size_t i = 0; i < n; i++) {
@@ -1023,8 +1027,8 @@ static agl_code h_traces(agl_req *r, agl_error *err)
     agl_otlp_span *spans = NULL;
     size_t n = 0, skipped = 0;
     if (len) {
-        code = json ? agl_otlp_decode_json((const char *)data, len, &r->arena, &spans, &n,
-                                           &skipped, err)
+        code = json ? agl_otlp_decode_json((const char *)data, len, &r->arena, &spans, &n, &skipped,
+                                           err)
                     : agl_otlp_decode_protobuf(data, len, &r->arena, &spans, &n, &skipped, err);
         if (code) return code;
     }

@@ -322,8 +322,8 @@ agl_code db_migrate(db_pool *p, agl_error *err)
         char vbuf[16];
         snprintf(vbuf, sizeof vbuf, "%d", version);
         const char *params[2] = {vbuf, name};
-        PGresult *r = PQexecParams(c->pg, "SELECT 1 FROM agl_schema_version WHERE version = $1",
-                                   1, NULL, params, NULL, NULL, 0);
+        PGresult *r = PQexecParams(c->pg, "SELECT 1 FROM agl_schema_version WHERE version = $1", 1,
+                                   NULL, params, NULL, NULL, 0);
         bool done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
         if (PQresultStatus(r) != PGRES_TUPLES_OK) code = pg_error(c, r, "migrate", err);
         PQclear(r);
@@ -332,8 +332,9 @@ agl_code db_migrate(db_pool *p, agl_error *err)
         code = simple(c, "BEGIN", err);
         if (code == AGL_OK) code = simple(c, agl_migrations[i][1], err);
         if (code == AGL_OK) {
-            r = PQexecParams(c->pg, "INSERT INTO agl_schema_version (version, name) VALUES ($1, $2)",
-                             2, NULL, params, NULL, NULL, 0);
+            r = PQexecParams(c->pg,
+                             "INSERT INTO agl_schema_version (version, name) VALUES ($1, $2)", 2,
+                             NULL, params, NULL, NULL, 0);
             if (PQresultStatus(r) != PGRES_COMMAND_OK) code = pg_error(c, r, "migrate", err);
             PQclear(r);
         }

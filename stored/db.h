@@ -15,17 +15,17 @@ typedef struct db_pool db_pool;
 
 /* Column lists shared by the fixed statements and the list queries; the row readers in
  * store_rows.c index results by these positions. */
-#define DB_ROLLOUT_COLS                                                                        \
-    "r.rollout_id, r.input, r.start_time, r.end_time, r.mode, r.resources_id, r.status, "      \
-    "r.timeout_seconds, r.unresponsive_seconds, r.max_attempts, r.retry_condition, "           \
+#define DB_ROLLOUT_COLS                                                                            \
+    "r.rollout_id, r.input, r.start_time, r.end_time, r.mode, r.resources_id, r.status, "          \
+    "r.timeout_seconds, r.unresponsive_seconds, r.max_attempts, r.retry_condition, "               \
     "r.metadata, r.num_attempts"
 #define DB_ROLLOUT_NCOLS 13
-#define DB_ATTEMPT_COLS                                                                        \
-    "a.rollout_id, a.attempt_id, a.sequence_id, a.start_time, a.end_time, a.status, "          \
+#define DB_ATTEMPT_COLS                                                                            \
+    "a.rollout_id, a.attempt_id, a.sequence_id, a.start_time, a.end_time, a.status, "              \
     "a.worker_id, a.last_heartbeat_time, a.metadata"
 #define DB_ATTEMPT_NCOLS 9
-#define DB_WORKER_COLS                                                                         \
-    "worker_id, status, heartbeat_stats, last_heartbeat_time, last_dequeue_time, "             \
+#define DB_WORKER_COLS                                                                             \
+    "worker_id, status, heartbeat_stats, last_heartbeat_time, last_dequeue_time, "                 \
     "last_busy_time, last_idle_time, current_rollout_id, current_attempt_id"
 #define DB_RESOURCES_COLS "resources_id, create_time, update_time, version, resources"
 

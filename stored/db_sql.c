@@ -2,9 +2,9 @@
  * Lock order everywhere: rollout row, then attempt row, then worker row. */
 #include "db.h"
 
-#define ROLLOUT_WITH_LATEST                                                                    \
-    "SELECT " DB_ROLLOUT_COLS ", " DB_ATTEMPT_COLS " FROM rollouts r LEFT JOIN attempts a"     \
-    " ON a.rollout_id = r.rollout_id AND a.sequence_id = r.num_attempts"                       \
+#define ROLLOUT_WITH_LATEST                                                                        \
+    "SELECT " DB_ROLLOUT_COLS ", " DB_ATTEMPT_COLS " FROM rollouts r LEFT JOIN attempts a"         \
+    " ON a.rollout_id = r.rollout_id AND a.sequence_id = r.num_attempts"                           \
     " WHERE r.rollout_id = $1"
 
 const char *const db_sql[SQL__COUNT] = {
@@ -30,7 +30,8 @@ const char *const db_sql[SQL__COUNT] = {
         "UPDATE rollouts SET status = 'running' WHERE rollout_id = $1 AND num_attempts = $2"
         " AND status IN ('preparing', 'requeuing')",
     /* Span inserts lock their rollout first so they order after E13's rollout lock. */
-    [SQL_ROLLOUT_LOCK] = "SELECT num_attempts FROM rollouts WHERE rollout_id = $1 FOR NO KEY UPDATE",
+    [SQL_ROLLOUT_LOCK] =
+        "SELECT num_attempts FROM rollouts WHERE rollout_id = $1 FOR NO KEY UPDATE",
     [SQL_QUEUE_PICK] = "SELECT rollout_id, status FROM rollouts WHERE queue_pos IS NOT NULL"
                        " ORDER BY queue_pos LIMIT $1 FOR UPDATE SKIP LOCKED",
     [SQL_QUEUE_DROP] = "UPDATE rollouts SET queue_pos = NULL WHERE rollout_id = $1",
@@ -98,10 +99,9 @@ const char *const db_sql[SQL__COUNT] = {
         "INSERT INTO spans (rollout_id, attempt_id, span_id, sequence_id, trace_id, parent_id,"
         " name, start_time, end_time, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         " ON CONFLICT DO NOTHING RETURNING pos",
-    [SQL_STATISTICS] =
-        "SELECT (SELECT count(*) FROM rollouts), (SELECT count(*) FROM attempts),"
-        " (SELECT count(*) FROM spans), (SELECT count(*) FROM resources),"
-        " (SELECT count(*) FROM workers), pg_database_size(current_database())",
+    [SQL_STATISTICS] = "SELECT (SELECT count(*) FROM rollouts), (SELECT count(*) FROM attempts),"
+                       " (SELECT count(*) FROM spans), (SELECT count(*) FROM resources),"
+                       " (SELECT count(*) FROM workers), pg_database_size(current_database())",
     /* Latest attempts of active rollouts past their timeout / silence (store-api.md §4.5). */
     [SQL_SCAN_CANDIDATES] =
         "SELECT r.rollout_id, a.attempt_id, CASE WHEN r.timeout_seconds IS NOT NULL AND"

@@ -41,7 +41,8 @@ static int run(const embedded_pg *e, char *const argv[], const char *logpath)
         sigprocmask(SIG_SETMASK, &none, NULL); /* stored blocks SIGTERM; children must not */
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
-            if (e->drop_privs && fchown(fd, e->uid, e->gid) != 0) {}
+            if (e->drop_privs && fchown(fd, e->uid, e->gid) != 0) {
+            }
             dup2(fd, 1);
             dup2(fd, 2);
             close(fd);
@@ -144,8 +145,8 @@ static agl_code create_database(embedded_pg *e, agl_error *err)
     PGconn *c = PQconnectdb(ci);
     agl_code code = AGL_OK;
     if (PQstatus(c) != CONNECTION_OK) {
-        code = agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "embedded postgres: %s",
-                             PQerrorMessage(c));
+        code =
+            agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "embedded postgres: %s", PQerrorMessage(c));
     } else {
         PGresult *r = PQexec(c, "SELECT 1 FROM pg_database WHERE datname = 'agl'");
         bool exists = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
@@ -202,7 +203,8 @@ agl_code embedded_pg_start(const char *data_dir, const char *pg_bin, const char 
         snprintf(e->sockdir, sizeof e->sockdir, "%s/run", dir);
     else
         snprintf(e->sockdir, sizeof e->sockdir, "/tmp/agl-stored-%lx", (unsigned long)getpid());
-    if (e->drop_privs && chown(dir, e->uid, e->gid) != 0) {}
+    if (e->drop_privs && chown(dir, e->uid, e->gid) != 0) {
+    }
     if ((code = make_dir(e, e->sockdir, 0700, err))) goto fail;
 
     char pgver[PATH_MAX + 16];
@@ -212,8 +214,8 @@ agl_code embedded_pg_start(const char *data_dir, const char *pg_bin, const char 
         if ((code = make_dir(e, e->pgdata, 0700, err))) goto fail;
         agl_info("creating the embedded PostgreSQL cluster in %s", e->pgdata);
         snprintf(tool, sizeof tool, "%s/initdb", e->bindir);
-        char *const argv[] = {tool, "-D", e->pgdata, "-U", "agl", "-A", "trust", "-E", "UTF8",
-                              "--locale=C", NULL};
+        char *const argv[] = {tool,    "-D", e->pgdata, "-U",         "agl", "-A",
+                              "trust", "-E", "UTF8",    "--locale=C", NULL};
         if (run(e, argv, e->logfile) != 0) {
             code = agl_error_set(err, AGL_E_IO, "data-dir",
                                  "initdb failed (is %s reachable by the cluster user?), see %s",
@@ -233,8 +235,8 @@ agl_code embedded_pg_start(const char *data_dir, const char *pg_bin, const char 
     char opts[PATH_MAX + 128];
     snprintf(opts, sizeof opts, "-c listen_addresses='' -c unix_socket_directories='%s'",
              e->sockdir);
-    char *const start[] = {tool, "start", "-D", e->pgdata, "-w", "-t", "120", "-l", e->logfile,
-                           "-o", opts, NULL};
+    char *const start[] = {tool,  "start", "-D",       e->pgdata, "-w", "-t",
+                           "120", "-l",    e->logfile, "-o",      opts, NULL};
     if (run(e, start, e->logfile) != 0) {
         code = agl_error_set(err, AGL_E_IO, "data-dir",
                              "the embedded PostgreSQL did not start, see %s", e->logfile);

@@ -64,8 +64,7 @@ agl_code req_json(agl_req *r, bool allow_empty, json_t **out, agl_error *err)
     size_t i = 0;
     while (i < r->body.len && strchr(" \t\r\n", r->body.data[i])) i++;
     if (i == r->body.len) {
-        if (!allow_empty)
-            return agl_error_set(err, AGL_E_INVALID, "body", "field required");
+        if (!allow_empty) return agl_error_set(err, AGL_E_INVALID, "body", "field required");
         r->json = json_null();
         *out = r->json;
         return AGL_OK;
@@ -214,8 +213,8 @@ static enum MHD_Result send_reply(agl_req *r)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     stored_http *h = cls;
     agl_req *r = *con_cls;
@@ -228,8 +227,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->method = agl_arena_strdup(&r->arena, method);
         r->path = agl_arena_strdup(&r->arena, url);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoll(cl, NULL, 10) > h->max_body) r->too_large = true;
         atomic_fetch_add(&h->inflight, 1);
         *con_cls = r;
@@ -280,8 +279,7 @@ stored_http *stored_http_start(stored_ctx *ctx, const stored_http_opts *o, agl_e
     char host[256];
     const char *colon = strrchr(o->listen, ':');
     if (!colon) {
-        agl_error_set(err, AGL_E_BAD_REQUEST, "listen", "expected HOST:PORT, got '%s'",
-                      o->listen);
+        agl_error_set(err, AGL_E_BAD_REQUEST, "listen", "expected HOST:PORT, got '%s'", o->listen);
         return NULL;
     }
     size_t hl = (size_t)(colon - o->listen);
@@ -290,7 +288,8 @@ stored_http *stored_http_start(stored_ctx *ctx, const stored_http_opts *o, agl_e
     host[hl] = 0;
     char *hp = host;
     if (hp[0] == '[' && hl > 1 && hp[hl - 1] == ']') hp[hl - 1] = 0, hp++;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     int gai = getaddrinfo(hp[0] ? hp : NULL, colon + 1, &hints, &ai);
@@ -308,18 +307,17 @@ stored_http *stored_http_start(stored_ctx *ctx, const stored_http_opts *o, agl_e
     else
         flags |= MHD_USE_EPOLL | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    h->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)o->conn_timeout, MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-        o->threads > 0 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (unsigned)o->threads,
-        MHD_OPTION_END);
+    h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->conn_timeout,
+                            MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+                            NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+                            o->threads > 0 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+                            (unsigned)o->threads, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!h->d) {
         free(h);
-        agl_error_set(err, AGL_E_IO, "listen", "cannot listen on %s (address in use?)",
-                      o->listen);
+        agl_error_set(err, AGL_E_IO, "listen", "cannot listen on %s (address in use?)", o->listen);
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);

@@ -16,7 +16,7 @@ struct MHD_Connection;
 typedef struct stored_ctx stored_ctx;
 
 typedef struct agl_req {
-    agl_arena arena;  /* everything of this request; freed when the response is sent */
+    agl_arena arena; /* everything of this request; freed when the response is sent */
     stored_ctx *ctx;
     struct MHD_Connection *conn;
     const char *method;

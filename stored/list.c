@@ -21,8 +21,8 @@ static agl_code parse_int_text(const char *s, const char *loc, int64_t *out, agl
     return AGL_OK;
 }
 
-static agl_code get_int(agl_req *r, const json_t *body, const char *key, int64_t def,
-                        int64_t *out, agl_error *err)
+static agl_code get_int(agl_req *r, const json_t *body, const char *key, int64_t def, int64_t *out,
+                        agl_error *err)
 {
     char loc[64];
     *out = def;
@@ -46,8 +46,7 @@ static agl_code get_int(agl_req *r, const json_t *body, const char *key, int64_t
     return parse_int_text(s, loc, out, err);
 }
 
-agl_code list_str(agl_req *r, const json_t *body, const char *key, const char **out,
-                  agl_error *err)
+agl_code list_str(agl_req *r, const json_t *body, const char *key, const char **out, agl_error *err)
 {
     *out = NULL;
     if (body) {
@@ -65,8 +64,8 @@ agl_code list_str(agl_req *r, const json_t *body, const char *key, const char **
     return AGL_OK;
 }
 
-agl_code list_str_array(agl_req *r, const json_t *body, const char *key, const char ***out,
-                        int *n, bool *present, agl_error *err)
+agl_code list_str_array(agl_req *r, const json_t *body, const char *key, const char ***out, int *n,
+                        bool *present, agl_error *err)
 {
     *n = 0;
     *present = false;
@@ -208,12 +207,16 @@ void list_build(list_sql *s, agl_buf *out, const char *cols, const char *from, c
             const char *dir = q->desc ? "DESC" : "ASC";
             switch (f->kind) {
             /* *_time: null sorts as +infinity — PostgreSQL's default null placement. */
-            case SORT_TIME: agl_buf_printf(out, "%s %s", f->expr, dir); break;
+            case SORT_TIME:
+                agl_buf_printf(out, "%s %s", f->expr, dir);
+                break;
             /* other nullable strings sort as "" (byte-wise, like Python). */
             case SORT_STR:
                 agl_buf_printf(out, "COALESCE(%s, '') COLLATE \"C\" %s", f->expr, dir);
                 break;
-            case SORT_NUM: agl_buf_printf(out, "COALESCE(%s, 0) %s", f->expr, dir); break;
+            case SORT_NUM:
+                agl_buf_printf(out, "COALESCE(%s, 0) %s", f->expr, dir);
+                break;
             case SORT_JSON:
                 agl_buf_printf(out, "COALESCE((%s)::text, '') COLLATE \"C\" %s", f->expr, dir);
                 break;
@@ -223,9 +226,10 @@ void list_build(list_sql *s, agl_buf *out, const char *cols, const char *from, c
     }
     /* Ties (and no sort at all) keep storage order, also under DESC. */
     agl_buf_printf(out, "%s ASC", pos_col);
-    agl_buf_printf(out, " LIMIT %s OFFSET %s",
-                   list_param(s, q->limit < 0 ? NULL : agl_arena_printf(s->a, "%" PRId64, q->limit)),
-                   list_param(s, agl_arena_printf(s->a, "%" PRId64, q->offset)));
+    agl_buf_printf(
+        out, " LIMIT %s OFFSET %s",
+        list_param(s, q->limit < 0 ? NULL : agl_arena_printf(s->a, "%" PRId64, q->limit)),
+        list_param(s, agl_arena_printf(s->a, "%" PRId64, q->offset)));
 }
 
 void list_build_count(list_sql *s, agl_buf *out, const char *from, const char *scope)

@@ -53,16 +53,15 @@ const char *list_param(list_sql *s, const char *value);
 void list_cond(list_sql *s, const char *fragment);
 /* Builds "SELECT <cols>, count(*) OVER () FROM <from> WHERE <scope> AND (<conds>) ORDER BY ...
  * LIMIT .. OFFSET .." into out. scope may be NULL. */
-void list_build(list_sql *s, agl_buf *out, const char *cols, const char *from,
-                const char *scope, const list_q *q, const sort_field *fields,
-                const char *pos_col);
+void list_build(list_sql *s, agl_buf *out, const char *cols, const char *from, const char *scope,
+                const list_q *q, const sort_field *fields, const char *pos_col);
 /* Builds the matching count(*) query (used when the page is empty past the end). */
 void list_build_count(list_sql *s, agl_buf *out, const char *from, const char *scope);
 
 /* Reads string-list filters: from the JSON body (array or null) or repeated query keys.
  * *present false when absent. Returns 422 on wrong types. */
-agl_code list_str_array(agl_req *r, const json_t *body, const char *key, const char ***out,
-                        int *n, bool *present, agl_error *err);
+agl_code list_str_array(agl_req *r, const json_t *body, const char *key, const char ***out, int *n,
+                        bool *present, agl_error *err);
 /* A single optional string filter from body or query. */
 agl_code list_str(agl_req *r, const json_t *body, const char *key, const char **out,
                   agl_error *err);

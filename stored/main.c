@@ -22,7 +22,8 @@ int main(int argc, char **argv)
     long threads = 0, db_pool = 16, max_body = 32L << 20, conn_timeout = 60;
     double scan_interval = 10;
     agl_option opts[] = {
-        {"listen", "AGL_STORE_LISTEN", AGL_OPT_STR, &listen, "HOST:PORT", "address to serve on", NULL},
+        {"listen", "AGL_STORE_LISTEN", AGL_OPT_STR, &listen, "HOST:PORT", "address to serve on",
+         NULL},
         {"db", "AGL_STORE_DB", AGL_OPT_STR, &db_url, "URL",
          "PostgreSQL URL (postgresql://...); without it stored runs its own private cluster", NULL},
         {"data-dir", "AGL_STORE_DATA_DIR", AGL_OPT_STR, &data_dir, "DIR",

@@ -75,7 +75,8 @@ agl_code store_rollout_get(store_tx *t, const char *rollout_id, bool for_update,
     if (*found) {
         store_row_rollout(res, 0, 0, t->arena, r);
         agl_attempt tmp;
-        *has_attempt = store_row_attempt(res, 0, DB_ROLLOUT_NCOLS, t->arena, latest ? latest : &tmp);
+        *has_attempt =
+            store_row_attempt(res, 0, DB_ROLLOUT_NCOLS, t->arena, latest ? latest : &tmp);
     }
     PQclear(res);
     return AGL_OK;
@@ -154,7 +155,8 @@ agl_code store_rollout_update(store_tx *t, const char *rollout_id, const store_r
     bool found, has_attempt;
     agl_code code = store_rollout_get(t, rollout_id, true, out, NULL, &has_attempt, &found, err);
     if (code != AGL_OK) return code;
-    if (!found) return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", rollout_id);
+    if (!found)
+        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", rollout_id);
     if (p->has_input) out->input = p->input;
     if (p->has_mode) out->mode = p->mode;
     if (p->has_resources_id) out->resources_id = p->resources_id;
@@ -168,10 +170,14 @@ agl_code store_rollout_update(store_tx *t, const char *rollout_id, const store_r
 static int derive_rollout_status(const agl_rollout_config *c, const agl_attempt *a)
 {
     switch (a->status) {
-    case AGL_AS_PREPARING: return AGL_RS_PREPARING;
-    case AGL_AS_RUNNING: return AGL_RS_RUNNING;
-    case AGL_AS_SUCCEEDED: return AGL_RS_SUCCEEDED;
-    default: break;
+    case AGL_AS_PREPARING:
+        return AGL_RS_PREPARING;
+    case AGL_AS_RUNNING:
+        return AGL_RS_RUNNING;
+    case AGL_AS_SUCCEEDED:
+        return AGL_RS_SUCCEEDED;
+    default:
+        break;
     }
     for (int i = 0; i < c->n_retry; i++)
         if (c->retry[i] == a->status && a->sequence_id < c->max_attempts) return AGL_RS_REQUEUING;
@@ -185,10 +191,16 @@ agl_code store_worker_sync(store_tx *t, const agl_attempt *a, agl_error *err)
     bool busy = false;
     switch (a->status) {
     case AGL_AS_PREPARING:
-    case AGL_AS_RUNNING: status = "busy", busy = true; break;
+    case AGL_AS_RUNNING:
+        status = "busy", busy = true;
+        break;
     case AGL_AS_SUCCEEDED:
-    case AGL_AS_FAILED: status = "idle"; break;
-    default: status = "unknown"; break;
+    case AGL_AS_FAILED:
+        status = "idle";
+        break;
+    default:
+        status = "unknown";
+        break;
     }
     const char *const params[] = {a->worker_id,
                                   status,
@@ -207,10 +219,10 @@ agl_code store_attempt_update(store_tx *t, const char *rollout_id, const char *a
     bool found, has_attempt;
     agl_code code = store_rollout_get(t, rollout_id, true, &r, &latest, &has_attempt, &found, err);
     if (code != AGL_OK) return code;
-    if (!found) return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", rollout_id);
+    if (!found)
+        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", rollout_id);
     if (!has_attempt)
-        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s has no attempts",
-                             rollout_id);
+        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s has no attempts", rollout_id);
     const char *target = strcmp(attempt_id, "latest") ? attempt_id : latest.attempt_id;
     PGresult *res = db_exec(t->db, SQL_ATTEMPT_GET, 2, P(rollout_id, target), err);
     if (!res) return err->code;
@@ -292,16 +304,13 @@ agl_code store_dequeue(store_tx *t, long limit, const char *worker_id, agl_rollo
     if (*n > 0) {
         const agl_attempt *last = &(*as)[*n - 1];
         if (!worker_id[0]) return AGL_OK;
-        const char *const params[] = {worker_id,
-                                      "busy",
-                                      store_fmt_double(t->arena, t->now),
-                                      last->rollout_id,
-                                      last->attempt_id,
-                                      "t"};
+        const char *const params[] = {
+            worker_id,        "busy",           store_fmt_double(t->arena, t->now),
+            last->rollout_id, last->attempt_id, "t"};
         return exec_ok(t, SQL_WORKER_SYNC, NP(params), params, err);
     }
-    return exec_ok(t, SQL_WORKER_DEQUEUE_IDLE, 2,
-                   P(worker_id, store_fmt_double(t->arena, t->now)), err);
+    return exec_ok(t, SQL_WORKER_DEQUEUE_IDLE, 2, P(worker_id, store_fmt_double(t->arena, t->now)),
+                   err);
 }
 
 agl_code store_span_counter_raise(store_tx *t, const char *rollout_id, int64_t to, agl_error *err)
@@ -309,8 +318,8 @@ agl_code store_span_counter_raise(store_tx *t, const char *rollout_id, int64_t t
     return exec_ok(t, SQL_SPAN_COUNTER_RAISE, 2, P(rollout_id, store_fmt_int(t->arena, to)), err);
 }
 
-agl_code store_span_counter_next(store_tx *t, const char *rollout_id, int64_t count,
-                                 int64_t *first, agl_error *err)
+agl_code store_span_counter_next(store_tx *t, const char *rollout_id, int64_t count, int64_t *first,
+                                 agl_error *err)
 {
     PGresult *res = db_exec(t->db, SQL_SPAN_COUNTER_NEXT, 2,
                             P(rollout_id, store_fmt_int(t->arena, count)), err);
@@ -328,7 +337,8 @@ agl_code store_spans_insert(store_tx *t, const char *rollout_id, const char *att
     bool found = PQntuples(res) > 0;
     int64_t latest_seq = found ? db_int(res, 0, 0) : 0;
     PQclear(res);
-    if (!found) return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", rollout_id);
+    if (!found)
+        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", rollout_id);
     int added = 0;
     for (int i = 0; i < n; i++) {
         const agl_span *s = &spans[i];

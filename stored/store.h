@@ -10,8 +10,8 @@
 typedef struct store_tx {
     db_conn *db;
     agl_arena *arena;
-    double now;        /* one clock reading per request */
-    bool notify_done;  /* set when a rollout became terminal */
+    double now;       /* one clock reading per request */
+    bool notify_done; /* set when a rollout became terminal */
 } store_tx;
 
 /* Input of enqueue (E02) and start_rollout (E04). */
@@ -48,12 +48,11 @@ agl_code store_latest_resources_id(store_tx *t, const char **out, agl_error *err
 agl_code store_rollout_insert(store_tx *t, const store_rollout_in *in, const char *resources_id,
                               bool enqueue, agl_rollout *out, agl_error *err);
 /* Loads a rollout and its latest attempt (*has_attempt). *found false when unknown. */
-agl_code store_rollout_get(store_tx *t, const char *rollout_id, bool for_update,
-                           agl_rollout *r, agl_attempt *latest, bool *has_attempt, bool *found,
-                           agl_error *err);
+agl_code store_rollout_get(store_tx *t, const char *rollout_id, bool for_update, agl_rollout *r,
+                           agl_attempt *latest, bool *has_attempt, bool *found, agl_error *err);
 /* Creates attempt n+1 on a rollout the caller has locked; the rollout becomes preparing. */
-agl_code store_attempt_create(store_tx *t, agl_rollout *r, const char *worker_id,
-                              bool from_queue, agl_attempt *out, agl_error *err);
+agl_code store_attempt_create(store_tx *t, agl_rollout *r, const char *worker_id, bool from_queue,
+                              agl_attempt *out, agl_error *err);
 agl_code store_rollout_update(store_tx *t, const char *rollout_id, const store_rollout_patch *p,
                               agl_rollout *out, agl_error *err);
 /* E13 (attempt_id may be "latest"); also used by the scan. */
@@ -68,11 +67,10 @@ agl_code store_dequeue(store_tx *t, long limit, const char *worker_id, agl_rollo
  * Unknown rollout/attempt → AGL_E_NOT_FOUND. *inserted[i] tells which were new. */
 agl_code store_spans_insert(store_tx *t, const char *rollout_id, const char *attempt_id,
                             agl_span *spans, int n, bool *inserted, agl_error *err);
-agl_code store_span_counter_raise(store_tx *t, const char *rollout_id, int64_t to,
-                                  agl_error *err);
+agl_code store_span_counter_raise(store_tx *t, const char *rollout_id, int64_t to, agl_error *err);
 /* Allocates count consecutive sequence ids; returns the first. */
-agl_code store_span_counter_next(store_tx *t, const char *rollout_id, int64_t count,
-                                 int64_t *first, agl_error *err);
+agl_code store_span_counter_next(store_tx *t, const char *rollout_id, int64_t count, int64_t *first,
+                                 agl_error *err);
 
 /* Row readers (store_rows.c). Return false when the row's columns at col are NULL. */
 void store_row_rollout(const PGresult *res, int row, int col, agl_arena *a, agl_rollout *r);

@@ -15,7 +15,7 @@ struct stored_ctx {
     double started;       /* agl_now() at start, for statistics.uptime */
     double scan_interval; /* seconds between unhealthy-attempt scans; 0 = before each request */
     pthread_mutex_t scan_mu;
-    double last_scan;     /* monotonic */
+    double last_scan; /* monotonic */
     /* Rollout-finished notifications (LISTEN agl_rollout_done, and local commits). */
     pthread_mutex_t done_mu;
     pthread_cond_t done_cv;
