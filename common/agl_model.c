@@ -141,6 +141,10 @@ json_t *agl_json_parse(const char *text, size_t len, agl_error *err)
 {
     json_error_t je;
     json_t *j = json_loadb(text ? text : "", text ? len : 0, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    /* Integers beyond 64 bits: parse again with every integer as a real so the request can be
+     * validated; free-form values are then taken verbatim from the text (agl_json_raw_find). */
+    if (!j && strstr(je.text, "too big integer"))
+        j = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &je);
     if (!j)
         agl_error_set(err, AGL_E_INVALID, "body", "invalid json: %s (line %d, column %d)", je.text,
                       je.line, je.column);

@@ -1,6 +1,7 @@
 /* api — the route table of stored and the handlers of the /v1/agl routes (store-api.md §3).
  * Handlers parse and validate, call store_* inside the request's transaction, and write the
  * JSON response. Literal segments come before {id} segments, as in the reference. */
+#include "agl_json_raw.h"
 #include "agl_log.h"
 #include "agl_util.h"
 #include "list.h"
@@ -28,6 +29,16 @@ static agl_code tx_end(agl_req *r, store_tx *t, agl_code code)
 }
 
 /* ---- body field helpers ---- */
+
+/* Free-form JSON is kept as the client wrote it: the value's text is cut out of the body
+ * (big integers, number spelling survive); re-serialising the parsed value is the fallback. */
+static const char *raw_value(agl_req *r, const json_t *v, const char *const *path, int depth)
+{
+    size_t off, len;
+    if (agl_json_raw_find(r->body.data, r->body.len, path, depth, &off, &len))
+        return agl_arena_strndup(&r->arena, r->body.data + off, len);
+    return agl_json_dump(&r->arena, v);
+}
 
 static agl_code need_object(const json_t *j, const char *loc, agl_error *err)
 {
@@ -69,21 +80,24 @@ static agl_code opt_mode(agl_req *r, const json_t *v, const char *loc, int *mode
     return AGL_OK;
 }
 
-static agl_code opt_metadata(agl_req *r, const json_t *v, const char *loc, const char **out,
-                             agl_error *err)
+static agl_code opt_metadata(agl_req *r, const json_t *v, const char *loc, const char *const *path,
+                             int depth, const char **out, agl_error *err)
 {
     *out = NULL;
     if (!v || json_is_null(v)) return AGL_OK;
     if (!json_is_object(v))
         return agl_error_set(err, AGL_E_INVALID, loc, "input should be a valid dictionary");
-    *out = agl_json_dump(&r->arena, v);
+    *out = raw_value(r, v, path, depth);
     return AGL_OK;
 }
 
 /* EnqueueRolloutRequest / start_rollout body element (§2.6). */
-static agl_code parse_rollout_in(agl_req *r, const json_t *j, const char *loc, store_rollout_in *in,
+static agl_code parse_rollout_in(agl_req *r, const json_t *j, const char *loc,
+                                 const char *const *path, int depth, store_rollout_in *in,
                                  agl_error *err)
 {
+    /* path/depth locate j in the body; one more slot names the field. */
+    const char *fpath[4] = {path[0], path[1], NULL, NULL};
     agl_code code = need_object(j, loc, err);
     if (code) return code;
     memset(in, 0, sizeof *in);
@@ -91,7 +105,8 @@ static agl_code parse_rollout_in(agl_req *r, const json_t *j, const char *loc, s
     if (!input)
         return agl_error_set(err, AGL_E_INVALID, agl_arena_printf(&r->arena, "%s.input", loc),
                              "field required");
-    in->input = agl_json_dump(&r->arena, input);
+    fpath[depth] = "input";
+    in->input = raw_value(r, input, fpath, depth + 1);
     if ((code = opt_mode(r, json_object_get(j, "mode"), agl_arena_printf(&r->arena, "%s.mode", loc),
                          &in->mode, err)))
         return code;
@@ -110,8 +125,10 @@ static agl_code parse_rollout_in(agl_req *r, const json_t *j, const char *loc, s
         (code = agl_rollout_config_parse(cfg, agl_arena_printf(&r->arena, "%s.config", loc),
                                          &in->config, err)))
         return code;
+    fpath[depth] = "metadata";
     return opt_metadata(r, json_object_get(j, "metadata"),
-                        agl_arena_printf(&r->arena, "%s.metadata", loc), &in->metadata, err);
+                        agl_arena_printf(&r->arena, "%s.metadata", loc), fpath, depth + 1,
+                        &in->metadata, err);
 }
 
 /* ---- E01 health, E18 statistics ---- */
@@ -155,11 +172,13 @@ static agl_code h_enqueue(agl_req *r, agl_error *err)
     size_t n = json_array_size(list);
     store_rollout_in *ins = agl_arena_alloc(&r->arena, sizeof *ins * (n ? n : 1));
     /* Validate everything first: a bad element rejects the whole batch. */
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        const char *path[2] = {"rollouts", agl_arena_printf(&r->arena, "%zu", i)};
         if ((code = parse_rollout_in(r, json_array_get(list, i),
-                                     agl_arena_printf(&r->arena, "body.rollouts.%zu", i), &ins[i],
-                                     err)))
+                                     agl_arena_printf(&r->arena, "body.rollouts.%zu", i), path, 2,
+                                     &ins[i], err)))
             return code;
+    }
     db_conn *db;
     if ((code = req_db(r, &db, err))) return code;
     store_tx t = tx_of(r, db);
@@ -224,7 +243,8 @@ static agl_code h_start_rollout(agl_req *r, agl_error *err)
     agl_code code = req_json(r, false, &body, err);
     if (code) return code;
     store_rollout_in in;
-    if ((code = parse_rollout_in(r, body, "body", &in, err))) return code;
+    const char *path[2] = {NULL, NULL};
+    if ((code = parse_rollout_in(r, body, "body", path, 0, &in, err))) return code;
     const char *worker;
     if ((code = opt_string(r, body, "worker_id", &worker, err))) return code;
     db_conn *db;
@@ -272,7 +292,7 @@ static agl_code h_update_rollout(agl_req *r, agl_error *err)
     json_t *v;
     if ((v = json_object_get(body, "input"))) {
         p.has_input = true;
-        p.input = agl_json_dump(&r->arena, v);
+        p.input = raw_value(r, v, P("input"), 1);
     }
     if ((v = json_object_get(body, "mode"))) {
         p.has_mode = true;
@@ -296,7 +316,8 @@ static agl_code h_update_rollout(agl_req *r, agl_error *err)
     }
     if ((v = json_object_get(body, "metadata"))) {
         p.has_metadata = true;
-        if ((code = opt_metadata(r, v, "body.metadata", &p.metadata, err))) return code;
+        if ((code = opt_metadata(r, v, "body.metadata", P("metadata"), 1, &p.metadata, err)))
+            return code;
     }
     db_conn *db;
     if ((code = req_db(r, &db, err))) return code;
@@ -557,7 +578,8 @@ static agl_code h_update_attempt(agl_req *r, agl_error *err)
     }
     if ((v = json_object_get(body, "metadata"))) {
         p.has_metadata = true;
-        if ((code = opt_metadata(r, v, "body.metadata", &p.metadata, err))) return code;
+        if ((code = opt_metadata(r, v, "body.metadata", P("metadata"), 1, &p.metadata, err)))
+            return code;
     }
     db_conn *db;
     if ((code = req_db(r, &db, err))) return code;
@@ -665,7 +687,9 @@ static agl_code h_update_worker(agl_req *r, agl_error *err)
         json_t *v = json_object_get(body, "heartbeat_stats");
         if (v) {
             has_stats = true;
-            if ((code = opt_metadata(r, v, "body.heartbeat_stats", &stats, err))) return code;
+            if ((code = opt_metadata(r, v, "body.heartbeat_stats", P("heartbeat_stats"), 1, &stats,
+                                     err)))
+                return code;
         }
     }
     db_conn *db;

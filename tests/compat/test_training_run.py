@@ -16,6 +16,15 @@ Layout (what a user gets when pointing agent-lightning at an external store):
   its first attempt and is retried by the store (``max_attempts=2, retry_condition=["failed"]``).
 
 No LLM is involved.  Afterwards everything is verified over plain HTTP (``requests``).
+
+Environment note: agentlightning 0.3.0 points its ``LightningStoreOTLPExporter`` at the store by
+assigning ``OTLPSpanExporter._endpoint``.  From opentelemetry-exporter-otlp-proto-http 1.4x on,
+the URL lives inside the exporter's private HTTP client, so that assignment has no effect and the
+spans would go to the OTLP default ``localhost:4318`` (each export stalling ~7 s in retries).  The
+tests therefore set ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` to ``<stored>/v1/traces`` — the very
+URL ``client.otlp_traces_endpoint()`` advertises — so the exporter's default target is the store.
+The wire traffic is identical to a working 0.3.1 setup: OTLP/HTTP protobuf with
+``agentlightning.rollout_id``/``attempt_id`` resource attributes, one POST per finished span.
 """
 
 from __future__ import annotations
@@ -134,7 +143,15 @@ def _make_trainer(store_url: str, algorithm: Algorithm, n_runners: int = 2, **kw
     )
 
 
-def test_trainer_fit_with_two_runners(store):
+def _route_otlp_to(store_url: str, monkeypatch: Any) -> None:
+    endpoint = LightningStoreClient(store_url).otlp_traces_endpoint()
+    assert endpoint == store_url + "/v1/traces"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "5")
+
+
+def test_trainer_fit_with_two_runners(store, monkeypatch):
+    _route_otlp_to(store.url, monkeypatch)
     tasks = [{"id": i, "a": i, "b": 2 * i + 1} for i in range(N_TASKS)]
     tasks[FLAKY_ID]["flaky"] = True
     algo = EnqueueAndWait(tasks)
@@ -241,9 +258,10 @@ def test_trainer_fit_with_two_runners(store):
     assert _post(base + "/queues/rollouts/dequeue", {"limit": 5}) == []
 
 
-def test_trainer_dev_baseline_algorithm(store):
+def test_trainer_dev_baseline_algorithm(store, monkeypatch):
     """`Trainer.dev` with the stock `Baseline` fast algorithm (update_resources, query_rollouts,
     get_rollout_by_id polling, query_attempts, query_spans + triplet adapter) on two runners."""
+    _route_otlp_to(store.url, monkeypatch)
     tasks = [{"id": i, "a": i, "b": 1} for i in range(4)]
     val = [{"id": 100 + i, "a": i, "b": 2} for i in range(2)]
     algo = Baseline(polling_interval=0.1, max_queue_length=4, span_verbosity="none")
