@@ -162,8 +162,12 @@ static void run_request(agl_req *r)
     agl_error err;
     agl_code code = AGL_OK;
     agl_error_clear(&err);
-    /* A deadlock or serialization failure is retried: each try is a fresh transaction. */
+    /* A deadlock or serialization failure is retried: each try is a fresh transaction. So is a
+     * connection that turned out dead (database restarted, backend killed): the transaction
+     * died with it, so one more try on a fresh connection is safe — unless COMMIT itself was
+     * what failed, where the outcome is unknown and the client must decide. */
     for (int attempt = 0; attempt < 4; attempt++) {
+        bool commit_failed = false;
         agl_buf_reset(&r->out);
         r->status = 200;
         r->content_type = NULL;
@@ -172,7 +176,10 @@ static void run_request(agl_req *r)
         agl_error_clear(&err);
         code = stored_dispatch(r, &err);
         if (code == AGL_OK) {
-            if (r->db && r->in_tx) code = db_commit(r->db, &err);
+            if (r->db && r->in_tx) {
+                code = db_commit(r->db, &err);
+                commit_failed = code != AGL_OK;
+            }
             r->in_tx = false;
         }
         if (code != AGL_OK && r->db) db_rollback(r->db);
@@ -181,8 +188,10 @@ static void run_request(agl_req *r)
             db_release(r->ctx->pool, r->db);
             r->db = NULL;
         }
-        if (code != AGL_E_CONFLICT || attempt == 3) break;
-        agl_debug("retrying %s %s after a conflict: %s", r->method, r->path, err.msg);
+        bool retry = (code == AGL_E_CONFLICT && attempt < 3) ||
+                     (code == AGL_E_UNAVAILABLE && attempt == 0 && !commit_failed);
+        if (!retry) break;
+        agl_debug("retrying %s %s: %s", r->method, r->path, err.msg);
     }
     if (code == AGL_OK) {
         if (r->notify_done) stored_done_broadcast(r->ctx);
