@@ -20,6 +20,8 @@ struct stored_http {
     struct MHD_Daemon *d;
     stored_ctx *ctx;
     long max_body;
+    char *cors;    /* ",origin1,origin2," or NULL when CORS is off */
+    bool cors_any; /* "*" configured */
     atomic_int inflight;
     int port;
 };
@@ -202,7 +204,58 @@ static void run_request(agl_req *r)
     render_error(r, &err);
 }
 
-static enum MHD_Result send_reply(agl_req *r)
+/* ---- CORS (store-api.md §1.5), only when --cors-origin is given ---- */
+
+static bool cors_allowed(const stored_http *h, const char *origin)
+{
+    if (h->cors_any) return true;
+    size_t n = strlen(origin);
+    for (const char *p = h->cors; (p = strstr(p, origin)) != NULL; p++)
+        if (p[-1] == ',' && p[n] == ',') return true;
+    return false;
+}
+
+static void cors_headers(const stored_http *h, agl_req *r, struct MHD_Response *resp)
+{
+    const char *origin = h->cors ? req_header(r, "Origin") : NULL;
+    if (!origin) return;
+    if (cors_allowed(h, origin)) {
+        /* With credentials allowed, a wildcard is only sent when no cookie is involved. */
+        bool echo = !h->cors_any || req_header(r, "Cookie");
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", echo ? origin : "*");
+        if (echo) MHD_add_response_header(resp, "Vary", "Origin");
+    }
+    MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "*");
+}
+
+/* Answers a CORS preflight; returns false when the request is not one. */
+static bool cors_preflight(const stored_http *h, agl_req *r, enum MHD_Result *ret)
+{
+    if (!h->cors || strcmp(r->method, "OPTIONS")) return false;
+    const char *origin = req_header(r, "Origin");
+    if (!origin || !req_header(r, "Access-Control-Request-Method")) return false;
+    bool ok = cors_allowed(h, origin);
+    const char *text = ok ? "OK" : "Disallowed CORS origin";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+    if (ok) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+        MHD_add_response_header(resp, "Vary", "Origin");
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods",
+                                "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT");
+        const char *hdrs = req_header(r, "Access-Control-Request-Headers");
+        if (hdrs) MHD_add_response_header(resp, "Access-Control-Allow-Headers", hdrs);
+        MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    }
+    *ret = MHD_queue_response(r->conn, ok ? 200 : 400, resp);
+    MHD_destroy_response(resp);
+    return true;
+}
+
+static enum MHD_Result send_reply(stored_http *h, agl_req *r)
 {
     struct MHD_Response *resp;
     if (r->out.len == 0 && r->status == 501) {
@@ -216,6 +269,7 @@ static enum MHD_Result send_reply(agl_req *r)
     }
     if (r->content_encoding)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, r->content_encoding);
+    cors_headers(h, r, resp);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -252,6 +306,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return MHD_YES;
     }
+    enum MHD_Result pre;
+    if (cors_preflight(h, r, &pre)) return pre;
     if (r->too_large) {
         agl_error e;
         agl_error_set(&e, AGL_E_TOO_LARGE, NULL, "request body exceeds the limit of %ld bytes",
@@ -260,7 +316,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else {
         run_request(r);
     }
-    return send_reply(r);
+    return send_reply(h, r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -310,6 +366,13 @@ stored_http *stored_http_start(stored_ctx *ctx, const stored_http_opts *o, agl_e
     stored_http *h = agl_calloc(1, sizeof *h);
     h->ctx = ctx;
     h->max_body = o->max_body;
+    if (o->cors && *o->cors) {
+        h->cors = agl_malloc(strlen(o->cors) + 3);
+        sprintf(h->cors, ",%s,", o->cors);
+        for (char *p = h->cors; *p; p++)
+            if (*p == ' ') *p = ','; /* "a, b" works too */
+        h->cors_any = strstr(h->cors, ",*,") != NULL;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (o->threads <= 0)
         flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ITC;
@@ -325,6 +388,7 @@ stored_http *stored_http_start(stored_ctx *ctx, const stored_http_opts *o, agl_e
                             (unsigned)o->threads, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!h->d) {
+        free(h->cors);
         free(h);
         agl_error_set(err, AGL_E_IO, "listen", "cannot listen on %s (address in use?)", o->listen);
         return NULL;
@@ -347,5 +411,6 @@ void stored_http_stop(stored_http *h)
     double deadline = agl_monotonic() + 15;
     while (atomic_load(&h->inflight) > 0 && agl_monotonic() < deadline) agl_sleep(0.02);
     MHD_stop_daemon(h->d);
+    free(h->cors);
     free(h);
 }

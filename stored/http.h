@@ -64,6 +64,7 @@ typedef struct stored_http_opts {
     long threads;       /* 0 = a thread per connection */
     long max_body;
     long conn_timeout;
+    const char *cors; /* comma-separated allowed origins, "*" = any, NULL = CORS off */
 } stored_http_opts;
 
 typedef struct stored_http stored_http;

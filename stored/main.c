@@ -19,6 +19,7 @@ int main(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:4747", *db_url = NULL, *data_dir = "./var/stored";
     const char *log_format = "text", *log_level = "info", *pg_bin = NULL, *pg_user = NULL;
+    const char *cors = NULL;
     long threads = 0, db_pool = 16, max_body = 32L << 20, conn_timeout = 60;
     double scan_interval = 10;
     agl_option opts[] = {
@@ -37,6 +38,8 @@ int main(int argc, char **argv)
          "period of the timeout/unresponsive scan; 0 = before every request that scans", NULL},
         {"idle-timeout", "AGL_STORE_IDLE_TIMEOUT", AGL_OPT_INT, &conn_timeout, "SECONDS",
          "close keep-alive connections idle this long", NULL},
+        {"cors-origin", "AGL_STORE_CORS_ORIGIN", AGL_OPT_STR, &cors, "ORIGINS",
+         "allow browser calls from these origins (comma-separated, * = any)", NULL},
         {"pg-bin", "AGL_STORE_PG_BIN", AGL_OPT_STR, &pg_bin, "DIR",
          "PostgreSQL binaries for the embedded cluster (default: searched)", NULL},
         {"pg-user", "AGL_STORE_PG_USER", AGL_OPT_STR, &pg_user, "USER",
@@ -102,7 +105,7 @@ int main(int argc, char **argv)
         goto out;
     }
     stored_background_start(&ctx);
-    stored_http_opts ho = {listen, threads, max_body, conn_timeout};
+    stored_http_opts ho = {listen, threads, max_body, conn_timeout, cors};
     stored_http *http = stored_http_start(&ctx, &ho, &err);
     if (!http) {
         agl_error("%s", err.msg);
