@@ -63,8 +63,8 @@ void agl_store_path_segment(agl_buf *b, const char *s)
     }
 }
 
-agl_code agl_store_call(agl_store_client *c, const char *method, const char *path,
-                        const char *body, json_t **out, agl_error *err)
+agl_code agl_store_call(agl_store_client *c, const char *method, const char *path, const char *body,
+                        json_t **out, agl_error *err)
 {
     if (out) *out = NULL;
     agl_http_response resp;
@@ -74,8 +74,7 @@ agl_code agl_store_call(agl_store_client *c, const char *method, const char *pat
         *out = agl_json_parse(resp.body.data ? resp.body.data : "", resp.body.len, err);
         if (!*out) {
             code = agl_error_set(err, AGL_E_INTERNAL, NULL,
-                                 "store answered %s %s with a body that is not JSON", method,
-                                 path);
+                                 "store answered %s %s with a body that is not JSON", method, path);
         }
     }
     agl_http_response_free(&resp);
@@ -129,8 +128,8 @@ agl_code agl_store_get_resources(agl_store_client *c, const char *resources_id, 
     return code;
 }
 
-agl_code agl_store_update_worker(agl_store_client *c, const char *worker_id,
-                                 const char *stats_json, agl_error *err)
+agl_code agl_store_update_worker(agl_store_client *c, const char *worker_id, const char *stats_json,
+                                 agl_error *err)
 {
     agl_buf p, b;
     agl_buf_init(&p);

@@ -25,8 +25,8 @@ const char *agl_store_client_url(const agl_store_client *c);
 /* Generic JSON call: method + path under the base URL, body JSON text (NULL = no body).
  * On a 2xx answer *out (if non-NULL) receives the parsed body (JSON null included); HTTP
  * errors become agl codes with the server's detail as message. */
-agl_code agl_store_call(agl_store_client *c, const char *method, const char *path,
-                        const char *body, json_t **out, agl_error *err);
+agl_code agl_store_call(agl_store_client *c, const char *method, const char *path, const char *body,
+                        json_t **out, agl_error *err);
 
 /* POST /v1/agl/queues/rollouts/dequeue {"limit":1,"worker_id":w}. *got tells whether a
  * rollout was claimed; r/at are filled (strings in a) when it was. */
@@ -39,8 +39,8 @@ agl_code agl_store_get_resources(agl_store_client *c, const char *resources_id, 
                                  agl_error *err);
 
 /* POST /v1/agl/workers/{id} with {"heartbeat_stats": stats_json} (stats_json NULL: no body). */
-agl_code agl_store_update_worker(agl_store_client *c, const char *worker_id,
-                                 const char *stats_json, agl_error *err);
+agl_code agl_store_update_worker(agl_store_client *c, const char *worker_id, const char *stats_json,
+                                 agl_error *err);
 
 /* POST /v1/agl/rollouts/{rid}/attempts/{aid} with body_json (an object of the fields to set). */
 agl_code agl_store_update_attempt(agl_store_client *c, const char *rollout_id,

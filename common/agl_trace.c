@@ -204,11 +204,21 @@ static void pystr(agl_buf *b, const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '\\': agl_buf_puts(b, "\\\\"); break;
-        case '\'': agl_buf_puts(b, "\\'"); break;
-        case '\n': agl_buf_puts(b, "\\n"); break;
-        case '\r': agl_buf_puts(b, "\\r"); break;
-        case '\t': agl_buf_puts(b, "\\t"); break;
+        case '\\':
+            agl_buf_puts(b, "\\\\");
+            break;
+        case '\'':
+            agl_buf_puts(b, "\\'");
+            break;
+        case '\n':
+            agl_buf_puts(b, "\\n");
+            break;
+        case '\r':
+            agl_buf_puts(b, "\\r");
+            break;
+        case '\t':
+            agl_buf_puts(b, "\\t");
+            break;
         default:
             if (c < 0x20 || c == 0x7f)
                 agl_buf_printf(b, "\\x%02x", c);
@@ -227,7 +237,8 @@ void agl_pyrepr(agl_buf *b, const json_t *v)
         json_t *x;
         int first = 1;
         agl_buf_putc(b, '{');
-        json_object_foreach((json_t *)v, k, x) {
+        json_object_foreach((json_t *)v, k, x)
+        {
             if (!first) agl_buf_puts(b, ", ");
             first = 0;
             pystr(b, k, strlen(k));
@@ -246,20 +257,26 @@ void agl_pyrepr(agl_buf *b, const json_t *v)
         agl_buf_putc(b, ']');
         break;
     }
-    case JSON_STRING: pystr(b, json_string_value(v), json_string_length(v)); break;
-    case JSON_INTEGER: agl_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
+    case JSON_STRING:
+        pystr(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        agl_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        break;
     case JSON_REAL: {
         double d = json_real_value(v);
-        if (isnan(d))
-            agl_buf_puts(b, "float('nan')");
-        else if (isinf(d))
-            agl_buf_puts(b, d > 0 ? "float('inf')" : "-float('inf')");
-        else
-            agl_buf_json_double(b, d);
+        /* vLLM writes -9999.0 for a -inf logprob; non-finite values have no literal. */
+        agl_buf_json_double(b, isfinite(d) ? d : -9999.0);
         break;
     }
-    case JSON_TRUE: agl_buf_puts(b, "True"); break;
-    case JSON_FALSE: agl_buf_puts(b, "False"); break;
-    default: agl_buf_puts(b, "None"); break;
+    case JSON_TRUE:
+        agl_buf_puts(b, "True");
+        break;
+    case JSON_FALSE:
+        agl_buf_puts(b, "False");
+        break;
+    default:
+        agl_buf_puts(b, "None");
+        break;
     }
 }

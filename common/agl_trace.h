@@ -22,6 +22,10 @@ typedef struct agl_otlp_writer {
 } agl_otlp_writer;
 
 void agl_otlp_begin(agl_otlp_writer *w, agl_buf *b);
+/* Text around the resourceSpans list of every document the writer produces, so that several
+ * documents can be merged into one request by concatenating what lies between. */
+#define AGL_OTLP_HEAD "{\"resourceSpans\":["
+#define AGL_OTLP_TAIL "]}"
 /* Opens a resource (closing the previous one) carrying agentlightning.rollout_id /
  * attempt_id and, when seq >= 0, agentlightning.span_sequence_id (all spans of the resource
  * then share it; with seq < 0 the store allocates one per span in document order). */

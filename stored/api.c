@@ -1,10 +1,12 @@
 /* api — the route table of stored and the handlers of the /v1/agl routes (store-api.md §3).
  * Handlers parse and validate, call store_* inside the request's transaction, and write the
  * JSON response. Literal segments come before {id} segments, as in the reference. */
+#include "adapter_api.h"
 #include "agl_json_raw.h"
 #include "agl_log.h"
 #include "agl_util.h"
 #include "list.h"
+#include "metrics.h"
 #include "otlp.h"
 #include "store.h"
 #include "stored.h"
@@ -1173,6 +1175,12 @@ static const route routes[] = {
     {"POST", "/v1/agl/spans/search", h_search_spans, true},
     {"POST", "/v1/agl/spans/next", h_next_seq, false},
     {"POST", "/v1/agl/waits/rollouts", h_wait, true},
+    /* extensions (docs/api.md) */
+    {"POST", "/v1/agl/triplets/search", adapter_h_triplets_search, false},
+    {"GET", "/v1/agl/rollouts/{}/triplets", adapter_h_rollout_triplets, false},
+    {"POST", "/v1/agl/messages/search", adapter_h_messages_search, false},
+    {"GET", "/v1/agl/rollouts/{}/messages", adapter_h_rollout_messages, false},
+    {"GET", "/metrics", metrics_h_metrics, false},
     {"POST", "/v1/traces", h_traces, false},
     {"POST", "/v1/metrics", h_not_implemented, false},
     {"POST", "/v1/logs", h_not_implemented, false},
@@ -1213,6 +1221,7 @@ agl_code stored_dispatch(agl_req *r, agl_error *err)
         if (strcmp(routes[i].method, r->method)) continue;
         memcpy(r->param, params, sizeof params);
         r->nparam = np;
+        r->route = routes[i].pattern;
         if (routes[i].scan) stored_scan_maybe(r->ctx, false);
         return routes[i].fn(r, err);
     }

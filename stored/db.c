@@ -2,6 +2,8 @@
 #include "db.h"
 #include "agl_alloc.h"
 #include "agl_log.h"
+#include "agl_util.h"
+#include "metrics.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -187,6 +189,14 @@ void db_release(db_pool *p, db_conn *c)
     pthread_mutex_unlock(&p->mu);
 }
 
+void db_pool_stats(db_pool *p, int *size, int *idle)
+{
+    pthread_mutex_lock(&p->mu);
+    *size = p->size;
+    *idle = p->nfree;
+    pthread_mutex_unlock(&p->mu);
+}
+
 PGconn *db_pgconn(db_conn *c)
 {
     return c->pg;
@@ -228,7 +238,9 @@ static PGresult *exec_named(db_conn *c, const char *name, const char *what, int 
         agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
         return NULL;
     }
+    double t0 = agl_monotonic();
     PGresult *r = PQexecPrepared(c->pg, name, n, params, NULL, NULL, 0);
+    metrics_db_query(agl_monotonic() - t0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
     pg_error(c, r, what, err);

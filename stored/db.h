@@ -75,6 +75,8 @@ const char *db_pool_conninfo(const db_pool *p);
  * AGL_E_UNAVAILABLE when the database cannot be reached. */
 agl_code db_acquire(db_pool *p, db_conn **out, agl_error *err);
 void db_release(db_pool *p, db_conn *c);
+/* Pool size and connections not lent out right now (for metrics). */
+void db_pool_stats(db_pool *p, int *size, int *idle);
 PGconn *db_pgconn(db_conn *c);
 
 agl_code db_begin(db_conn *c, agl_error *err);

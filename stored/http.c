@@ -5,6 +5,7 @@
 #include "agl_log.h"
 #include "agl_model.h"
 #include "agl_util.h"
+#include "metrics.h"
 #include "otlp.h"
 #include "stored.h"
 
@@ -308,6 +309,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     enum MHD_Result pre;
     if (cors_preflight(h, r, &pre)) return pre;
+    double t0 = agl_monotonic();
     if (r->too_large) {
         agl_error e;
         agl_error_set(&e, AGL_E_TOO_LARGE, NULL, "request body exceeds the limit of %ld bytes",
@@ -316,6 +318,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else {
         run_request(r);
     }
+    metrics_request(r->route, r->method, r->status, agl_monotonic() - t0);
     return send_reply(h, r);
 }
 

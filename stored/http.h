@@ -21,6 +21,7 @@ typedef struct agl_req {
     struct MHD_Connection *conn;
     const char *method;
     const char *path;
+    const char *route;    /* pattern of the matched route (static), NULL if none; for metrics */
     const char *param[3]; /* path parameters, in order */
     int nparam;
     agl_buf body; /* raw request body */

@@ -2,6 +2,7 @@
 #include "store.h"
 #include "agl_log.h"
 #include "agl_util.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,6 +367,7 @@ agl_code store_spans_insert(store_tx *t, const char *rollout_id, const char *att
         PQclear(res);
     }
     if (!added) return AGL_OK;
+    metrics_spans_ingested(added);
     /* Stored spans are the attempt's heartbeat (§4.6). */
     res = db_exec(t->db, SQL_ATTEMPT_HEARTBEAT, 3,
                   P(rollout_id, attempt_id, store_fmt_double(t->arena, t->now)), err);

@@ -64,3 +64,6 @@ def store(pg, request):
         if rep is not None and rep.failed:
             # Surface the server log next to the failure.
             sys.stderr.write(f"\n----- stored log ({name}, exit {rc}) -----\n{srv.log()}\n")
+        pg.drop_database(name)
+    # A crash (or an unclean SIGTERM shutdown) caused by the client traffic is a failure too.
+    assert rc == 0, f"stored exited with {rc} on SIGTERM:\n{srv.log()[-4000:]}"

@@ -503,6 +503,32 @@ async def test_get_rollout_by_id_types(store):
 
 
 @run_async
+async def test_missing_objects_are_fast_json_nulls(store):
+    """get_rollout_by_id & co. swallow errors into None after ~8 s of retries; a correct server
+    answers `200 null` with a JSON content type at once, and an empty dequeue is `200 []`."""
+    import requests
+
+    async with make_client(store) as client:  # default retry schedule on purpose
+        t = time.monotonic()
+        assert await client.get_rollout_by_id("ro-000000000000") is None
+        assert await client.get_latest_attempt("ro-000000000000") is None
+        assert await client.get_resources_by_id("rs-000000000000") is None
+        assert await client.get_latest_resources() is None
+        assert await client.get_worker_by_id("nobody") is None
+        assert await client.dequeue_rollout(worker_id="nobody") is None
+        assert await client.dequeue_many_rollouts(limit=3) == []
+        assert time.monotonic() - t < 2.0, "a null read was retried (wrong status or content type?)"
+
+    for path in ("/rollouts/ro-000000000000", "/rollouts/ro-000000000000/attempts/latest", "/resources/latest"):
+        r = requests.get(store.url + "/v1/agl" + path, timeout=5)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/json"), path
+        assert r.json() is None
+    r = requests.post(store.url + "/v1/agl/queues/rollouts/dequeue", timeout=5)  # no body
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert r.json() == []
+
+
+@run_async
 async def test_update_rollout_partial_semantics(store):
     async with make_client(store, retry_delays=()) as client:
         r = await client.enqueue_rollout(input={"v": 1}, mode="val", metadata={"a": 1})

@@ -185,7 +185,7 @@ def test_embedded_postgres(stored_factory):
         s2 = stored_factory(None, "--pg-bin", harness.pg_bin_dir(), data_dir=data, timeout=90)
         api = StoreApi(s2)
         got = api.rollout(ros[0]["rollout_id"])
-        assert got["status"] == "preparing" and got["metadata"] == {"e": 1}
+        assert got["status"] == "running" and got["metadata"] == {"e": 1}
         assert got["attempt"]["attempt_id"] == d["attempt"]["attempt_id"]
         assert api.spans(d["rollout_id"])["total"] == 1
         assert [o["rollout_id"] for o in api.dequeue(5)] == [ros[1]["rollout_id"]]
