@@ -129,11 +129,20 @@ static int regex_compile(const char *py, regex_t *re)
         if (p[0] == '\\' && p[1]) {
             const char *rep = NULL;
             switch (p[1]) {
-            case 'd': rep = "[0-9]"; break;
-            case 'D': rep = "[^0-9]"; break;
-            case 's': rep = "[[:space:]]"; break;
-            case 'S': rep = "[^[:space:]]"; break;
-            default: break;
+            case 'd':
+                rep = "[0-9]";
+                break;
+            case 'D':
+                rep = "[^0-9]";
+                break;
+            case 's':
+                rep = "[[:space:]]";
+                break;
+            case 'S':
+                rep = "[^[:space:]]";
+                break;
+            default:
+                break;
             }
             if (rep) {
                 agl_buf_puts(&b, rep);
@@ -207,12 +216,24 @@ void adapter_json_write(agl_buf *b, const json_t *j)
         }
         agl_buf_putc(b, ']');
         break;
-    case JSON_STRING: agl_buf_json_strn(b, json_string_value(j), json_string_length(j)); break;
-    case JSON_INTEGER: agl_buf_json_int(b, json_integer_value(j)); break;
-    case JSON_REAL: agl_buf_json_double(b, json_real_value(j)); break;
-    case JSON_TRUE: agl_buf_puts(b, "true"); break;
-    case JSON_FALSE: agl_buf_puts(b, "false"); break;
-    default: agl_buf_puts(b, "null"); break;
+    case JSON_STRING:
+        agl_buf_json_strn(b, json_string_value(j), json_string_length(j));
+        break;
+    case JSON_INTEGER:
+        agl_buf_json_int(b, json_integer_value(j));
+        break;
+    case JSON_REAL:
+        agl_buf_json_double(b, json_real_value(j));
+        break;
+    case JSON_TRUE:
+        agl_buf_puts(b, "true");
+        break;
+    case JSON_FALSE:
+        agl_buf_puts(b, "false");
+        break;
+    default:
+        agl_buf_puts(b, "null");
+        break;
     }
 }
 
@@ -312,13 +333,20 @@ static bool truthy(const json_t *j)
 {
     if (!j) return false;
     switch (json_typeof(j)) {
-    case JSON_OBJECT: return json_object_size(j) > 0;
-    case JSON_ARRAY: return json_array_size(j) > 0;
-    case JSON_STRING: return json_string_length(j) > 0;
-    case JSON_INTEGER: return json_integer_value(j) != 0;
-    case JSON_REAL: return json_real_value(j) != 0;
-    case JSON_TRUE: return true;
-    default: return false;
+    case JSON_OBJECT:
+        return json_object_size(j) > 0;
+    case JSON_ARRAY:
+        return json_array_size(j) > 0;
+    case JSON_STRING:
+        return json_string_length(j) > 0;
+    case JSON_INTEGER:
+        return json_integer_value(j) != 0;
+    case JSON_REAL:
+        return json_real_value(j) != 0;
+    case JSON_TRUE:
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -689,7 +717,8 @@ typedef struct find_ctx {
 static void find_llm_calls(find_ctx *f, tnode *n, const char *within_agent, int within_reward,
                            int within_llm_call)
 {
-    bool is_call = within_agent && within_reward != 1 && regexec(&f->llm_re, n->name, 0, NULL, 0) == 0;
+    bool is_call =
+        within_agent && within_reward != 1 && regexec(&f->llm_re, n->name, 0, NULL, 0) == 0;
     if (is_call) {
         const char *rid = attr_str(n->attrs, "gen_ai.response.id");
         if (!rid) rid = attr_str(n->attrs, "agentlightning.operation.output.id");
@@ -795,7 +824,8 @@ static json_t *image_urls(const json_t *raw)
                 }
                 keys[j] = x;
             }
-            for (size_t i = 0; i < m; i++) image_urls_of_message(json_object_get(raw, keys[i]), out);
+            for (size_t i = 0; i < m; i++)
+                image_urls_of_message(json_object_get(raw, keys[i]), out);
             free(keys);
         }
     }
@@ -828,7 +858,8 @@ static json_t *span_to_triplet(const tnode *n, const char *agent)
         json_object_del(resp, "prompt_token_ids");
         json_object_del(resp, "response_token_ids");
     }
-    json_t *prompt_raw = unflatten_first(a, "gen_ai.prompt", "agentlightning.operation.input.messages");
+    json_t *prompt_raw =
+        unflatten_first(a, "gen_ai.prompt", "agentlightning.operation.input.messages");
     json_t *compl_raw =
         unflatten_first(a, "gen_ai.completion", "agentlightning.operation.output.choices");
     json_t *prompt = json_object();
@@ -946,7 +977,8 @@ static json_t *tracer_triplets(const adapter_spans *s, const adapter_opts *o)
         reward[nkept] = json_null();
         /* rewards are keyed by node id: a repeated id shares the first slot's reward map entry
          * in the reference (rewards.get(id)); every triplet with that id reads it. */
-        if (strmap_get(&slot_of, kept[nkept]->id, -1) < 0) strmap_put(&slot_of, kept[nkept]->id, nkept);
+        if (strmap_get(&slot_of, kept[nkept]->id, -1) < 0)
+            strmap_put(&slot_of, kept[nkept]->id, nkept);
         nkept++;
     }
     strmap is_call;
@@ -979,7 +1011,8 @@ static json_t *tracer_triplets(const adapter_spans *s, const adapter_opts *o)
                 if (strmap_get(&is_call, c->id, 0))
                     pend[npend++] = (pending){c, c->has_end ? c->end : INFINITY};
                 double v;
-                if (node_reward(c, &v)) assign_reward(c, v, pend, npend, &rewarded, reward, &slot_of);
+                if (node_reward(c, &v))
+                    assign_reward(c, v, pend, npend, &rewarded, reward, &slot_of);
             }
         }
     }
@@ -1089,8 +1122,8 @@ static json_t *proxy_triplets(const adapter_spans *s)
         if (json_array_size(prompt) && json_array_size(resp)) {
             json_t *rv = json_object_get(sp->attrs, "gen_ai.response.id");
             if (!truthy(rv)) rv = json_object_get(sp->attrs, "llm.hosted_vllm.id");
-            const char *rid = json_is_string(rv) && json_string_length(rv) ? json_string_value(rv)
-                                                                            : NULL;
+            const char *rid =
+                json_is_string(rv) && json_string_length(rv) ? json_string_value(rv) : NULL;
             if (rid && strmap_get(&seen, rid, 0)) {
                 json_decref(prompt);
                 json_decref(resp);
@@ -1125,7 +1158,8 @@ static json_t *proxy_triplets(const adapter_spans *s)
         json_t *p = json_object(), *r = json_object(), *m = json_object();
         json_object_set_new(p, "token_ids", items[k].prompt);
         json_object_set_new(r, "token_ids", items[k].resp);
-        json_object_set_new(m, "response_id", items[k].rid ? json_string(items[k].rid) : json_null());
+        json_object_set_new(m, "response_id",
+                            items[k].rid ? json_string(items[k].rid) : json_null());
         json_object_set_new(t, "prompt", p);
         json_object_set_new(t, "response", r);
         json_object_set_new(t, "reward", assigned[k] ? json_real(value[k]) : json_null());
@@ -1368,12 +1402,14 @@ json_t *adapter_messages(const adapter_spans *s, const char **why)
         const char *bad = NULL;
         /* empty groups read as [] / {} */
         if (truthy(prompt) && !json_is_array(prompt)) bad = "a span's gen_ai.prompt is not a list";
-        if (truthy(compl) && !json_is_array(compl)) bad = "a span's gen_ai.completion is not a list";
-        if (truthy(request) && !json_is_object(request)) bad = "a span's gen_ai.request is not a dict";
+        if (truthy(compl ) && !json_is_array(compl ))
+            bad = "a span's gen_ai.completion is not a list";
+        if (truthy(request) && !json_is_object(request))
+            bad = "a span's gen_ai.request is not a dict";
         if (truthy(response) && !json_is_object(response))
             bad = "a span's gen_ai.response is not a dict";
         if (bad) goto fail;
-        if (!truthy(prompt) && !truthy(compl) && !truthy(request) && !truthy(response)) goto next;
+        if (!truthy(prompt) && !truthy(compl ) && !truthy(request) && !truthy(response)) goto next;
         tools_calls = json_array();
         for (int k = 0; k < s->n; k++) {
             if (!s->v[k].parent_id || strcmp(s->v[k].parent_id, sp->span_id)) continue;
@@ -1397,7 +1433,7 @@ json_t *adapter_messages(const adapter_spans *s, const char **why)
             }
             json_array_append_new(msgs, m);
         }
-        for (size_t k = 0; json_is_array(compl) && k < json_array_size(compl); k++) {
+        for (size_t k = 0; json_is_array(compl ) && k < json_array_size(compl ); k++) {
             json_t *c = json_array_get(compl, k);
             if (!json_is_object(c)) {
                 json_decref(msgs);
@@ -1454,14 +1490,14 @@ json_t *adapter_messages(const adapter_spans *s, const char **why)
     next:
         json_decref(tools_calls);
         json_decref(prompt);
-        json_decref(compl);
+        json_decref(compl );
         json_decref(request);
         json_decref(response);
         continue;
     fail:
         json_decref(tools_calls);
         json_decref(prompt);
-        json_decref(compl);
+        json_decref(compl );
         json_decref(request);
         json_decref(response);
         json_decref(out);
@@ -1505,13 +1541,23 @@ static json_t *lit_string(lit *l)
         }
         c = *l->p++;
         switch (c) {
-        case 'n': agl_buf_putc(&b, '\n'); break;
-        case 't': agl_buf_putc(&b, '\t'); break;
-        case 'r': agl_buf_putc(&b, '\r'); break;
-        case '0': agl_buf_putc(&b, '\0'); break;
+        case 'n':
+            agl_buf_putc(&b, '\n');
+            break;
+        case 't':
+            agl_buf_putc(&b, '\t');
+            break;
+        case 'r':
+            agl_buf_putc(&b, '\r');
+            break;
+        case '0':
+            agl_buf_putc(&b, '\0');
+            break;
         case '\\':
         case '\'':
-        case '"': agl_buf_putc(&b, c); break;
+        case '"':
+            agl_buf_putc(&b, c);
+            break;
         case 'x':
         case 'u': {
             int nd = c == 'x' ? 2 : 4;
@@ -1522,7 +1568,8 @@ static json_t *lit_string(lit *l)
                     agl_buf_free(&b);
                     return NULL;
                 }
-                v = v * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
+                v = v * 16 +
+                    (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
             }
             /* UTF-8 encode */
             if (v < 0x80) {

@@ -34,8 +34,7 @@ static const char *loc_of(agl_req *r, const json_t *body, const char *key)
     return agl_arena_printf(&r->arena, "%s.%s", body ? "body" : "query", key);
 }
 
-static agl_code get_bool(agl_req *r, const json_t *body, const char *key, bool *out,
-                         agl_error *err)
+static agl_code get_bool(agl_req *r, const json_t *body, const char *key, bool *out, agl_error *err)
 {
     if (body) {
         json_t *v = json_object_get(body, key);
@@ -96,10 +95,9 @@ static agl_code parse_opts(agl_req *r, const json_t *body, out_kind kind, req_op
         (code = get_choice(r, body, "level", levels, &level, err)) ||
         (code = get_choice(r, body, "reward_match", policies, &pol, err)) ||
         (code = get_bool(r, body, "repair_hierarchy", &o->ad.repair_hierarchy, err)) ||
-        (code = get_bool(r, body, "exclude_llm_call_in_reward",
-                         &o->ad.exclude_llm_call_in_reward, err)) ||
-        (code = get_bool(r, body, "skip_empty_token_spans", &o->ad.skip_empty_token_spans,
-                         err)))
+        (code = get_bool(r, body, "exclude_llm_call_in_reward", &o->ad.exclude_llm_call_in_reward,
+                         err)) ||
+        (code = get_bool(r, body, "skip_empty_token_spans", &o->ad.skip_empty_token_spans, err)))
         return code;
     o->ad.kind = (adapter_kind)k;
     o->ad.reward_match = (reward_policy)pol;
@@ -207,10 +205,9 @@ static agl_code write_items(agl_req *r, db_conn *db, const sel *sels, int n, out
         }
     PGresult *res = NULL;
     if (m) {
-        res = db_exec_dynamic(db, db_sql_adapter_spans, 2,
-                              P(store_text_array(&r->arena, rids, m),
-                                store_text_array(&r->arena, aids, m)),
-                              err);
+        res = db_exec_dynamic(
+            db, db_sql_adapter_spans, 2,
+            P(store_text_array(&r->arena, rids, m), store_text_array(&r->arena, aids, m)), err);
         if (!res) return err->code;
     }
     int rows = res ? PQntuples(res) : 0, row = 0;
@@ -240,9 +237,12 @@ static agl_code write_items(agl_req *r, db_conn *db, const sel *sels, int n, out
 /* ---- search ---- */
 
 static const sort_field adapter_sort_fields[] = {
-    {"rollout_id", "r.rollout_id", SORT_STR}, {"start_time", "r.start_time", SORT_TIME},
-    {"end_time", "r.end_time", SORT_TIME},     {"status", "r.status", SORT_STR},
-    {"mode", "r.mode", SORT_STR},             {NULL, NULL, 0},
+    {"rollout_id", "r.rollout_id", SORT_STR},
+    {"start_time", "r.start_time", SORT_TIME},
+    {"end_time", "r.end_time", SORT_TIME},
+    {"status", "r.status", SORT_STR},
+    {"mode", "r.mode", SORT_STR},
+    {NULL, NULL, 0},
 };
 
 static agl_code search(agl_req *r, out_kind kind, agl_error *err)
@@ -282,9 +282,9 @@ static agl_code search(agl_req *r, out_kind kind, agl_error *err)
         }
     for (int i = 0; i < nmodes; i++)
         if (agl_mode_from(modes[i]) < 0) {
-            code = agl_error_set(err, AGL_E_INVALID,
-                                 agl_arena_printf(&r->arena, "body.mode_in.%d", i),
-                                 "input should be 'train', 'val' or 'test'");
+            code =
+                agl_error_set(err, AGL_E_INVALID, agl_arena_printf(&r->arena, "body.mode_in.%d", i),
+                              "input should be 'train', 'val' or 'test'");
             goto out;
         }
     db_conn *db;

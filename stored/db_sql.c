@@ -99,10 +99,11 @@ const char *const db_sql[SQL__COUNT] = {
         "INSERT INTO spans (rollout_id, attempt_id, span_id, sequence_id, trace_id, parent_id,"
         " name, start_time, end_time, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         " ON CONFLICT DO NOTHING RETURNING pos",
-    [SQL_STATISTICS] = "SELECT (SELECT count(*) FROM rollouts), (SELECT count(*) FROM attempts),"
-                       " (SELECT count(*) FROM spans) + COALESCE((SELECT value::bigint FROM store_info"
-                       " WHERE key = 'spans_retired'), 0), (SELECT count(*) FROM resources),"
-                       " (SELECT count(*) FROM workers), pg_database_size(current_database())",
+    [SQL_STATISTICS] =
+        "SELECT (SELECT count(*) FROM rollouts), (SELECT count(*) FROM attempts),"
+        " (SELECT count(*) FROM spans) + COALESCE((SELECT value::bigint FROM store_info"
+        " WHERE key = 'spans_retired'), 0), (SELECT count(*) FROM resources),"
+        " (SELECT count(*) FROM workers), pg_database_size(current_database())",
     /* Latest attempts of active rollouts past their timeout / silence (store-api.md §4.5). */
     [SQL_SCAN_CANDIDATES] =
         "SELECT r.rollout_id, a.attempt_id, CASE WHEN r.timeout_seconds IS NOT NULL AND"

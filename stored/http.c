@@ -44,6 +44,16 @@ agl_code req_db(agl_req *r, db_conn **out, agl_error *err)
     return AGL_OK;
 }
 
+agl_code req_db_ro(agl_req *r, db_conn **out, agl_error *err)
+{
+    if (!r->db) {
+        agl_code code = db_acquire(r->ctx->pool, &r->db, err);
+        if (code != AGL_OK) return code;
+    }
+    *out = r->db;
+    return AGL_OK;
+}
+
 agl_code req_db_done(agl_req *r, agl_error *err)
 {
     agl_code code = AGL_OK;

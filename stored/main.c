@@ -5,6 +5,7 @@
 #include "agl_util.h"
 #include "embedded.h"
 #include "http.h"
+#include "retention.h"
 #include "stored.h"
 
 #include <signal.h>
@@ -22,6 +23,9 @@ int main(int argc, char **argv)
     const char *cors = NULL;
     long threads = 0, db_pool = 16, max_body = 32L << 20, conn_timeout = 60;
     double scan_interval = 10;
+    const char *retain = NULL, *retain_mode[3] = {NULL, NULL, NULL};
+    double retain_interval = 60;
+    long retain_batch = 1000;
     agl_option opts[] = {
         {"listen", "AGL_STORE_LISTEN", AGL_OPT_STR, &listen, "HOST:PORT", "address to serve on",
          NULL},
@@ -45,6 +49,18 @@ int main(int argc, char **argv)
         {"pg-user", "AGL_STORE_PG_USER", AGL_OPT_STR, &pg_user, "USER",
          "account of the embedded cluster when stored runs as root (default: postgres or nobody)",
          NULL},
+        {"retain-spans", "AGL_STORE_RETAIN_SPANS", AGL_OPT_STR, &retain, "DURATION",
+         "delete spans of rollouts finished longer ago than this (90s, 15m, 12h, 7d; off)", NULL},
+        {"retain-spans-train", "AGL_STORE_RETAIN_SPANS_TRAIN", AGL_OPT_STR, &retain_mode[0],
+         "DURATION", "--retain-spans for mode=train rollouts", NULL},
+        {"retain-spans-val", "AGL_STORE_RETAIN_SPANS_VAL", AGL_OPT_STR, &retain_mode[1], "DURATION",
+         "--retain-spans for mode=val rollouts", NULL},
+        {"retain-spans-test", "AGL_STORE_RETAIN_SPANS_TEST", AGL_OPT_STR, &retain_mode[2],
+         "DURATION", "--retain-spans for mode=test rollouts", NULL},
+        {"retention-interval", "AGL_STORE_RETENTION_INTERVAL", AGL_OPT_DOUBLE, &retain_interval,
+         "SECONDS", "period of the span retention sweep", NULL},
+        {"retention-batch", "AGL_STORE_RETENTION_BATCH", AGL_OPT_INT, &retain_batch, "N",
+         "spans deleted per statement by the retention sweep", NULL},
         {"log-format", "AGL_STORE_LOG_FORMAT", AGL_OPT_STR, &log_format, "text|json",
          "log line format", log_formats},
         {"log-level", "AGL_STORE_LOG_LEVEL", AGL_OPT_STR, &log_level, "LEVEL",
@@ -67,6 +83,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "stored: --db-pool and --max-body must be positive, --threads and "
                         "--scan-interval not negative\n");
         return 2;
+    }
+
+    retention_opts ro = {.interval = retain_interval, .batch = (int)retain_batch};
+    {
+        agl_error perr;
+        bool bad = retention_parse_duration(retain, &ro.all, &perr) != AGL_OK;
+        for (int m = 0; m < 3 && !bad; m++) {
+            ro.mode[m] = -1;
+            if (retain_mode[m]) bad = retention_parse_duration(retain_mode[m], &ro.mode[m], &perr);
+        }
+        if (bad || retain_interval <= 0 || retain_batch < 1 || retain_batch > 1000000) {
+            fprintf(stderr, "stored: %s\n",
+                    bad ? perr.msg : "--retention-interval and --retention-batch must be positive");
+            return 2;
+        }
     }
 
     /* Signals are taken by sigwait in main; every thread inherits the blocked mask. */
@@ -112,6 +143,7 @@ int main(int argc, char **argv)
         stored_background_stop(&ctx);
         goto out;
     }
+    retention *ret = retention_start(ctx.pool, &ro);
     agl_info("serving on %s (database %s)", listen, epg ? "embedded" : "external");
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -119,6 +151,7 @@ int main(int argc, char **argv)
     ctx.stopping = true;
     stored_done_broadcast(&ctx); /* release wait_for_rollouts waiters */
     stored_http_stop(http);
+    retention_stop(ret);
     stored_background_stop(&ctx);
     status = 0;
 out:

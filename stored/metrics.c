@@ -53,8 +53,8 @@ static atomic_long spans_ingested, spans_retired;
 
 static const char *method_label(const char *m)
 {
-    static const char *const known[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD",
-                                        "OPTIONS", NULL};
+    static const char *const known[] = {"GET",   "POST", "PUT",     "DELETE",
+                                        "PATCH", "HEAD", "OPTIONS", NULL};
     for (int i = 0; known[i]; i++)
         if (m && !strcmp(m, known[i])) return known[i];
     return "other"; /* client-chosen text never becomes a label */
@@ -141,12 +141,14 @@ static void write_requests(agl_buf *b)
     hist db = db_hist;
     pthread_mutex_unlock(&mu);
 
-    head(b, "agl_http_requests_total", "counter", "HTTP requests handled, by route, method and status.");
+    head(b, "agl_http_requests_total", "counter",
+         "HTTP requests handled, by route, method and status.");
     for (int i = 0; i < n; i++)
         for (int k = 0; k < copy[i].nstatus; k++)
-            agl_buf_printf(b, "agl_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
-                           copy[i].route, copy[i].method, copy[i].statuses[k],
-                           (unsigned long long)copy[i].counts[k]);
+            agl_buf_printf(
+                b, "agl_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
+                copy[i].route, copy[i].method, copy[i].statuses[k],
+                (unsigned long long)copy[i].counts[k]);
     head(b, "agl_http_request_duration_seconds", "histogram",
          "Time from the complete request to the response being queued, by route and method.");
     for (int i = 0; i < n; i++) {
@@ -159,7 +161,8 @@ static void write_requests(agl_buf *b)
     head(b, "agl_db_query_duration_seconds", "histogram",
          "Database round trips (prepared statement executions) of this process.");
     hist_write(b, "agl_db_query_duration_seconds", "", &db);
-    head(b, "agl_spans_ingested_total", "counter", "Spans stored by this process (duplicates excluded).");
+    head(b, "agl_spans_ingested_total", "counter",
+         "Spans stored by this process (duplicates excluded).");
     agl_buf_printf(b, "agl_spans_ingested_total %ld\n", atomic_load(&spans_ingested));
     head(b, "agl_spans_retired_total", "counter", "Spans deleted by retention in this process.");
     agl_buf_printf(b, "agl_spans_retired_total %ld\n", atomic_load(&spans_retired));
@@ -202,13 +205,13 @@ static void write_process(agl_buf *b, stored_ctx *ctx)
 /* Store state, from the database: one family per kind, every known status present. */
 static agl_code write_store(agl_req *r, agl_error *err)
 {
-    static const char *const rollout_st[] = {"queuing", "preparing", "running", "failed",
+    static const char *const rollout_st[] = {"queuing",   "preparing", "running",   "failed",
                                              "succeeded", "cancelled", "requeuing", NULL};
-    static const char *const attempt_st[] = {"preparing", "running", "failed", "succeeded",
+    static const char *const attempt_st[] = {"preparing",    "running", "failed", "succeeded",
                                              "unresponsive", "timeout", NULL};
     static const char *const worker_st[] = {"idle", "busy", "unknown", NULL};
     db_conn *db;
-    agl_code code = req_db(r, &db, err);
+    agl_code code = req_db_ro(r, &db, err);
     if (code) return code;
     PGresult *res = db_exec_dynamic(db, db_sql_metrics_gauges, 0, NULL, err);
     if (!res) return err->code;

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -256,6 +257,8 @@ def test_sigterm_drains_then_second_sigterm_aborts(store, tmp_path):
     try:
         wait_until(lambda: (tmp_path / second).exists(), 10, 0.05, "agent start")
         r.signal(signal.SIGTERM)
+        # pending signals of one kind merge: send the second once the first was taken
+        wait_until(lambda: "draining" in r.log(), 5, 0.02, "drain to start")
         r.signal(signal.SIGTERM)
         assert r.wait(10) == 0, r.log()
         assert store.rollout(second)["status"] == "failed"
@@ -274,7 +277,6 @@ def test_runner_killed_mid_rollout_is_requeued(store, tmp_path):
     try:
         wait_until(lambda: (tmp_path / rid).exists(), 10, 0.05, "agent start")
         # heartbeats keep a live but silent attempt from turning unresponsive
-        import time
         time.sleep(1.6)
         first = store.latest_attempt(rid)
         assert first["status"] == "running", first

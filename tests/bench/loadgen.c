@@ -1,0 +1,625 @@
+/* loadgen — closed-loop load generator for the store benchmark (tests/bench/bench_store.py).
+ * Replays the reference's micro workloads (algorithms.md §7.3) and OTLP ingestion against any
+ * server speaking the /v1/agl API: C threads, each with one kept-alive HTTP/1.1 connection over
+ * a plain socket (no client library in the hot path, so the client is never the bottleneck),
+ * statuses checked and ids taken from the JSON responses.
+ *
+ * Usage: loadgen URL MODE CONCURRENCY SECONDS [--count N] [--payload FILE]
+ *   MODE: worker | dequeue-empty | rollout | dequeue-only | dequeue-update | otlp
+ *   --count N   dequeue modes: pre-enqueue N rollouts (512 per request) and stop after N
+ *               successful dequeues (or SECONDS, whichever comes first)
+ *   --payload F otlp: a serialized ExportTraceServiceRequest whose resource attributes carry the
+ *               placeholder ids ro-000000000000 / at-00000000 (patched per request)
+ * Prints one JSON line: ops, errors, requests, seconds, ops_s, req_s, p50_ms, p95_ms, p99_ms.
+ * One op = the whole compound operation of the mode; its latency covers every request in it. */
+#define _GNU_SOURCE 1 /* memmem */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum mode { M_WORKER, M_DEQ_EMPTY, M_ROLLOUT, M_DEQ_ONLY, M_DEQ_UPDATE, M_OTLP };
+static const char *const mode_names[] = {"worker",       "dequeue-empty",  "rollout",
+                                         "dequeue-only", "dequeue-update", "otlp"};
+
+static struct sockaddr_in server;
+static char host_hdr[128];
+static enum mode mode;
+static double deadline;
+static long count_limit;             /* dequeue modes: successes wanted in total */
+static atomic_long claimed;          /* dequeue modes: successes so far */
+static atomic_bool queue_dry;        /* a dequeue came back empty: stop everyone */
+static uint8_t *payload;             /* otlp */
+static size_t payload_len, off_rid, off_aid;
+
+/* A realistic heartbeat body: the shape and size (~350 B) of agentlightning's
+ * system_snapshot() that runners send. */
+static const char heartbeat_body[] =
+    "{\"heartbeat_stats\":{\"timestamp\":\"2025-11-25T22:50:37\",\"host\":\"bench-host\","
+    "\"os\":\"Linux-6.1.0-x86_64-with-glibc2.36\",\"cpu_name\":\"\",\"cpu_cores\":2,"
+    "\"cpu_threads\":2,\"cpu_usage_pct\":42.5,\"mem_used_gb\":1.41,\"mem_total_gb\":23.54,"
+    "\"mem_pct\":8.6,\"disk_used_gb\":19.79,\"disk_total_gb\":251.97,\"disk_pct\":20.7,"
+    "\"bytes_sent_mb\":1130.32,\"bytes_recv_mb\":2716.36}}";
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- growable byte buffer ---- */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} buf;
+
+static void buf_need(buf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + extra + 1) cap *= 2;
+    b->p = realloc(b->p, cap);
+    if (!b->p) abort();
+    b->cap = cap;
+}
+
+static void buf_put(buf *b, const void *d, size_t n)
+{
+    buf_need(b, n);
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+static void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void buf_printf(buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    buf_need(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/* ---- one kept-alive HTTP/1.1 connection ---- */
+
+typedef struct {
+    int fd;
+    buf in;      /* bytes received, not yet consumed */
+    buf req;     /* request being sent */
+    buf body;    /* body of the last response */
+    int status;  /* status of the last response */
+    uint64_t rng;
+    /* per-thread results */
+    double *lat;
+    size_t nlat, caplat;
+    long errors, requests;
+    char first_error[256];
+} conn;
+
+static int conn_open(conn *c)
+{
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0) return -1;
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct timeval tv = {60, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(c->fd, (struct sockaddr *)&server, sizeof server) != 0) {
+        close(c->fd);
+        c->fd = -1;
+        return -1;
+    }
+    c->in.len = 0;
+    return 0;
+}
+
+static int send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w, n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads more bytes into c->in; -1 on EOF/error. */
+static int fill(conn *c)
+{
+    buf_need(&c->in, 65536);
+    ssize_t r = recv(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len - 1, 0);
+    if (r < 0 && errno == EINTR) return 0;
+    if (r <= 0) return -1;
+    c->in.len += (size_t)r;
+    c->in.p[c->in.len] = 0;
+    return 0;
+}
+
+static void consume(conn *c, size_t n)
+{
+    memmove(c->in.p, c->in.p + n, c->in.len - n);
+    c->in.len -= n;
+    if (c->in.p) c->in.p[c->in.len] = 0;
+}
+
+/* Parses one response (Content-Length or chunked) into c->status / c->body. */
+static int read_response(conn *c, bool *close_after)
+{
+    char *end;
+    while (!c->in.p || !(end = strstr(c->in.p, "\r\n\r\n")))
+        if (fill(c) < 0) return -1;
+    size_t hlen = (size_t)(end - c->in.p) + 4;
+    if (sscanf(c->in.p, "HTTP/1.%*d %d", &c->status) != 1) return -1;
+    long clen = -1;
+    bool chunked = false;
+    *close_after = false;
+    for (char *line = strstr(c->in.p, "\r\n") + 2; line < end; line = strstr(line, "\r\n") + 2) {
+        if (!strncasecmp(line, "content-length:", 15)) clen = strtol(line + 15, NULL, 10);
+        if (!strncasecmp(line, "transfer-encoding:", 18) && strcasestr(line, "chunked") &&
+            strcasestr(line, "chunked") < strstr(line, "\r\n"))
+            chunked = true;
+        if (!strncasecmp(line, "connection:", 11) && strcasestr(line, "close") &&
+            strcasestr(line, "close") < strstr(line, "\r\n"))
+            *close_after = true;
+    }
+    consume(c, hlen);
+    c->body.len = 0;
+    buf_need(&c->body, 0);
+    c->body.p[0] = 0;
+    if (chunked) {
+        for (;;) {
+            char *nl;
+            while (!(nl = strstr(c->in.p ? c->in.p : "", "\r\n")))
+                if (fill(c) < 0) return -1;
+            size_t n = strtoul(c->in.p, NULL, 16);
+            size_t line = (size_t)(nl - c->in.p) + 2;
+            while (c->in.len < line + n + 2)
+                if (fill(c) < 0) return -1;
+            buf_put(&c->body, c->in.p + line, n);
+            consume(c, line + n + 2);
+            if (n == 0) break; /* (trailers are not used by these servers) */
+        }
+    } else if (clen >= 0) {
+        while (c->in.len < (size_t)clen)
+            if (fill(c) < 0) return -1;
+        buf_put(&c->body, c->in.p, (size_t)clen);
+        consume(c, (size_t)clen);
+    } else {
+        return -1; /* read-until-close bodies are not expected from either server */
+    }
+    return 0;
+}
+
+/* One request; reconnects once if the kept-alive connection was closed under us. Returns the
+ * HTTP status, or -1 on a transport failure. */
+static int http(conn *c, const char *method, const char *path, const char *ctype,
+                const void *body, size_t len)
+{
+    c->req.len = 0;
+    buf_printf(&c->req,
+               "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: agl-loadgen\r\nAccept: */*\r\n"
+               "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+               method, path, host_hdr, ctype, len);
+    c->requests++;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (c->fd < 0 && conn_open(c) < 0) continue;
+        bool closing;
+        if (send_all(c->fd, c->req.p, c->req.len) == 0 && (!len || send_all(c->fd, body, len) == 0) &&
+            read_response(c, &closing) == 0) {
+            if (closing) {
+                close(c->fd);
+                c->fd = -1;
+            }
+            return c->status;
+        }
+        close(c->fd);
+        c->fd = -1;
+    }
+    return -1;
+}
+
+static int post_json(conn *c, const char *path, const char *body, size_t len)
+{
+    return http(c, "POST", path, "application/json", body, len);
+}
+
+/* Copies the string value of "key":"..." (first occurrence) into out. */
+static bool json_str(const char *json, const char *key, char *out, size_t cap)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    if (!p) return false;
+    p += strlen(pat);
+    while (*p == ' ') p++;
+    if (*p != '"') return false;
+    p++;
+    size_t n = strcspn(p, "\"");
+    if (n >= cap) return false;
+    memcpy(out, p, n);
+    out[n] = 0;
+    return true;
+}
+
+static bool fail(conn *c, const char *what, int status)
+{
+    c->errors++;
+    if (!c->first_error[0])
+        snprintf(c->first_error, sizeof c->first_error, "%s: status %d: %.160s", what, status,
+                 c->body.p ? c->body.p : "");
+    return false;
+}
+
+/* ---- random text (xorshift) ---- */
+
+static uint64_t rnd(conn *c)
+{
+    c->rng ^= c->rng << 13;
+    c->rng ^= c->rng >> 7;
+    c->rng ^= c->rng << 17;
+    return c->rng;
+}
+
+static void rnd_alnum(conn *c, buf *b, int n)
+{
+    static const char al[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    buf_need(b, (size_t)n);
+    for (int i = 0; i < n; i++) b->p[b->len++] = al[rnd(c) % 62];
+    b->p[b->len] = 0;
+}
+
+static void rnd_hex(conn *c, char *out, int n)
+{
+    for (int i = 0; i < n; i++) out[i] = "0123456789abcdef"[rnd(c) % 16];
+    out[n] = 0;
+}
+
+/* attributes object of n entries: key 3–20 chars, value 5–300 chars (§7.3) */
+static void rnd_attributes(conn *c, buf *b, int n)
+{
+    buf_put(b, "{", 1);
+    for (int i = 0; i < n; i++) {
+        if (i) buf_put(b, ",", 1);
+        buf_printf(b, "\"k%d_", i);
+        rnd_alnum(c, b, 2 + (int)(rnd(c) % 16));
+        buf_put(b, "\":\"", 3);
+        rnd_alnum(c, b, 5 + (int)(rnd(c) % 296));
+        buf_put(b, "\"", 1);
+    }
+    buf_put(b, "}", 1);
+}
+
+/* A Span as the Python client serialises it (every key, extras none). */
+static void span_json(conn *c, buf *b, const char *rid, const char *aid, long seq, int nattr)
+{
+    char trace[33], span[17];
+    rnd_hex(c, trace, 32);
+    rnd_hex(c, span, 16);
+    b->len = 0;
+    buf_printf(b,
+               "{\"rollout_id\":\"%s\",\"attempt_id\":\"%s\",\"sequence_id\":%ld,\"trace_id\":\"%s\","
+               "\"span_id\":\"%s\",\"parent_id\":null,\"name\":\"bench-span-%ld\",\"status\":"
+               "{\"status_code\":\"OK\",\"description\":null},\"attributes\":",
+               rid, aid, seq, trace, span, seq);
+    rnd_attributes(c, b, nattr);
+    buf_printf(b,
+               ",\"events\":[],\"links\":[],\"start_time\":1764100000.25,\"end_time\":"
+               "1764100000.5,\"context\":{\"trace_id\":\"%s\",\"span_id\":\"%s\",\"is_remote\":"
+               "false,\"trace_state\":{}},\"parent\":null,\"resource\":{\"attributes\":{},"
+               "\"schema_url\":\"\"}}",
+               trace, span);
+}
+
+/* ---- the compound operations ---- */
+
+static bool heartbeat(conn *c, int worker)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/v1/agl/workers/bench-worker-%d", worker);
+    int st = post_json(c, path, heartbeat_body, sizeof heartbeat_body - 1);
+    return st == 200 || fail(c, "heartbeat", st);
+}
+
+static bool start_rollout(conn *c, long i, char *rid, char *aid)
+{
+    char body[256];
+    int n = snprintf(body, sizeof body,
+                     "{\"input\":{\"task\":%ld},\"mode\":null,\"resources_id\":null,\"config\":null,"
+                     "\"metadata\":null,\"worker_id\":null}",
+                     i);
+    int st = post_json(c, "/v1/agl/rollouts", body, (size_t)n);
+    if (st != 201) return fail(c, "start_rollout", st);
+    if (!json_str(c->body.p, "rollout_id", rid, 32) || !json_str(c->body.p, "attempt_id", aid, 32))
+        return fail(c, "start_rollout ids", st);
+    return true;
+}
+
+static bool add_span(conn *c, buf *tmp, const char *rid, const char *aid, long seq, int nattr)
+{
+    span_json(c, tmp, rid, aid, seq, nattr);
+    int st = post_json(c, "/v1/agl/spans", tmp->p, tmp->len);
+    if (st != 201 || strncmp(c->body.p, "{", 1)) return fail(c, "add_span", st);
+    return true;
+}
+
+static bool finish_attempt(conn *c, const char *rid, const char *aid)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/agl/rollouts/%s/attempts/%s", rid, aid);
+    int st = post_json(c, path, "{\"status\":\"succeeded\"}", 22);
+    return st == 200 || fail(c, "update_attempt", st);
+}
+
+/* 1: claimed one, 0: queue empty, -1: error */
+static int dequeue(conn *c, const char *worker, char *rid, char *aid)
+{
+    char body[128];
+    int n = worker ? snprintf(body, sizeof body, "{\"limit\":1,\"worker_id\":\"%s\"}", worker)
+                   : snprintf(body, sizeof body, "{\"limit\":1}");
+    int st = post_json(c, "/v1/agl/queues/rollouts/dequeue", body, (size_t)n);
+    if (st != 200) return fail(c, "dequeue", st), -1;
+    if (!strncmp(c->body.p, "[]", 2)) return 0;
+    if (!json_str(c->body.p, "rollout_id", rid, 32) || !json_str(c->body.p, "attempt_id", aid, 32))
+        return fail(c, "dequeue ids", st), -1;
+    return 1;
+}
+
+static bool next_seq(conn *c, const char *rid, const char *aid)
+{
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"rollout_id\":\"%s\",\"attempt_id\":\"%s\"}", rid, aid);
+    int st = post_json(c, "/v1/agl/spans/next", body, (size_t)n);
+    if (st != 200 || !strstr(c->body.p, "sequence_id")) return fail(c, "spans/next", st);
+    return true;
+}
+
+/* Runs one op of the mode; returns 1 success, 0 failure, -1 "stop" (dequeue source exhausted). */
+static int one_op(conn *c, long i, int tid, buf *tmp, double *t0)
+{
+    char rid[32], aid[32], worker[48];
+    int w = (int)((i * 37 + tid) % 1024);
+    snprintf(worker, sizeof worker, "bench-worker-%d", w);
+    switch (mode) {
+    case M_WORKER:
+        return heartbeat(c, w);
+    case M_DEQ_EMPTY: {
+        int d = dequeue(c, worker, rid, aid);
+        if (d != 0) return d > 0 ? fail(c, "dequeue-empty got a rollout", 200) : 0;
+        return heartbeat(c, w);
+    }
+    case M_ROLLOUT:
+        if (!start_rollout(c, i, rid, aid)) return 0;
+        for (int k = 1; k <= 4; k++)
+            if (!add_span(c, tmp, rid, aid, k, 1)) return 0;
+        return finish_attempt(c, rid, aid);
+    case M_DEQ_ONLY:
+    case M_DEQ_UPDATE: {
+        if (atomic_fetch_add(&claimed, 1) >= count_limit) return -1;
+        int d = dequeue(c, mode == M_DEQ_ONLY ? NULL : worker, rid, aid);
+        if (d == 0) { /* nothing left to claim: the run ends here */
+            atomic_store(&queue_dry, true);
+            return -1;
+        }
+        if (d < 0) return 0;
+        if (mode == M_DEQ_ONLY) return 1;
+        for (int k = 0; k < 4; k++)
+            if (!next_seq(c, rid, aid)) return 0;
+        for (int k = 1; k <= 4; k++)
+            if (!add_span(c, tmp, rid, aid, k, 32)) return 0;
+        return finish_attempt(c, rid, aid);
+    }
+    case M_OTLP: {
+        /* The rollout the batch belongs to is made first and is not part of the timed op. */
+        if (!start_rollout(c, i, rid, aid)) return 0;
+        memcpy(tmp->p + off_rid, rid, 15);
+        memcpy(tmp->p + off_aid, aid, 11);
+        *t0 = now_s();
+        int st = http(c, "POST", "/v1/traces", "application/x-protobuf", tmp->p, payload_len);
+        return st == 200 || fail(c, "otlp", st);
+    }
+    }
+    return 0;
+}
+
+typedef struct {
+    int tid;
+    conn c;
+    long ops;
+} worker_arg;
+
+static void *run(void *arg)
+{
+    worker_arg *wa = arg;
+    conn *c = &wa->c;
+    c->fd = -1;
+    c->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(wa->tid + 1);
+    buf tmp = {0};
+    if (mode == M_OTLP) buf_put(&tmp, payload, payload_len); /* private copy to patch */
+    for (long i = 0; now_s() < deadline && !atomic_load(&queue_dry); i++) {
+        double t0 = now_s();
+        int r = one_op(c, i * 1000 + wa->tid, wa->tid, &tmp, &t0);
+        if (r < 0) break;
+        if (r == 0) continue;
+        if (c->nlat == c->caplat) {
+            c->caplat = c->caplat ? c->caplat * 2 : 4096;
+            c->lat = realloc(c->lat, sizeof *c->lat * c->caplat);
+        }
+        c->lat[c->nlat++] = (now_s() - t0) * 1e3;
+        wa->ops++;
+    }
+    if (c->fd >= 0) close(c->fd);
+    free(tmp.p);
+    return NULL;
+}
+
+/* Fills the queue with n rollouts, 512 per enqueue request (not timed). */
+static int prefill(long n)
+{
+    conn c = {.fd = -1};
+    buf b = {0};
+    for (long done = 0; done < n;) {
+        long k = n - done < 512 ? n - done : 512;
+        b.len = 0;
+        buf_put(&b, "{\"rollouts\":[", 13);
+        for (long i = 0; i < k; i++)
+            buf_printf(&b, "%s{\"input\":{\"task\":%ld},\"mode\":\"train\"}", i ? "," : "",
+                       done + i);
+        buf_put(&b, "]}", 2);
+        int st = post_json(&c, "/v1/agl/queues/rollouts/enqueue", b.p, b.len);
+        if (st != 201 && st != 200) {
+            fprintf(stderr, "loadgen: enqueue failed: status %d: %.200s\n", st,
+                    c.body.p ? c.body.p : "");
+            return -1;
+        }
+        done += k;
+    }
+    if (c.fd >= 0) close(c.fd);
+    free(b.p);
+    free(c.in.p), free(c.req.p), free(c.body.p);
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const double *v, size_t n, double p)
+{
+    if (!n) return 0;
+    double r = p * (double)(n - 1);
+    size_t lo = (size_t)r;
+    if (lo + 1 >= n) return v[n - 1];
+    return v[lo] + (v[lo + 1] - v[lo]) * (r - (double)lo);
+}
+
+static int load_payload(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    payload = malloc((size_t)n);
+    if (!payload || fread(payload, 1, (size_t)n, f) != (size_t)n) return fclose(f), -1;
+    fclose(f);
+    payload_len = (size_t)n;
+    uint8_t *r = memmem(payload, payload_len, "ro-000000000000", 15);
+    uint8_t *a = memmem(payload, payload_len, "at-00000000", 11);
+    if (!r || !a) return -1;
+    off_rid = (size_t)(r - payload);
+    off_aid = (size_t)(a - payload);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 5) {
+        fprintf(stderr, "usage: loadgen URL MODE CONCURRENCY SECONDS [--count N] [--payload F]\n");
+        return 2;
+    }
+    const char *url = argv[1];
+    int m = -1;
+    for (int i = 0; i < 6; i++)
+        if (!strcmp(argv[2], mode_names[i])) m = i;
+    if (m < 0) {
+        fprintf(stderr, "loadgen: unknown mode %s\n", argv[2]);
+        return 2;
+    }
+    mode = (enum mode)m;
+    int conc = atoi(argv[3]);
+    double seconds = atof(argv[4]);
+    long count = 8192;
+    const char *payload_path = NULL;
+    for (int i = 5; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--count")) count = atol(argv[i + 1]);
+        if (!strcmp(argv[i], "--payload")) payload_path = argv[i + 1];
+    }
+    char host[64];
+    int port;
+    if (sscanf(url, "http://%63[^:]:%d", host, &port) != 2) {
+        fprintf(stderr, "loadgen: URL must be http://HOST:PORT\n");
+        return 2;
+    }
+    snprintf(host_hdr, sizeof host_hdr, "%s:%d", host, port);
+    server.sin_family = AF_INET;
+    server.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, strcmp(host, "localhost") ? host : "127.0.0.1", &server.sin_addr) != 1) {
+        fprintf(stderr, "loadgen: host must be a numeric IPv4 address\n");
+        return 2;
+    }
+    if (mode == M_OTLP && (!payload_path || load_payload(payload_path) != 0)) {
+        fprintf(stderr, "loadgen: otlp needs --payload FILE with placeholder ids\n");
+        return 2;
+    }
+    if (mode == M_DEQ_ONLY || mode == M_DEQ_UPDATE) {
+        count_limit = count;
+        if (prefill(count) != 0) return 1;
+    }
+
+    worker_arg *wa = calloc((size_t)conc, sizeof *wa);
+    pthread_t *th = calloc((size_t)conc, sizeof *th);
+    double start = now_s();
+    deadline = start + seconds;
+    for (int i = 0; i < conc; i++) {
+        wa[i].tid = i;
+        pthread_create(&th[i], NULL, run, &wa[i]);
+    }
+    long ops = 0, errors = 0, requests = 0;
+    size_t nlat = 0;
+    const char *first_error = NULL;
+    for (int i = 0; i < conc; i++) {
+        pthread_join(th[i], NULL);
+        ops += wa[i].ops;
+        errors += wa[i].c.errors;
+        requests += wa[i].c.requests;
+        nlat += wa[i].c.nlat;
+        if (!first_error && wa[i].c.first_error[0]) first_error = wa[i].c.first_error;
+    }
+    double elapsed = now_s() - start;
+    double *all = malloc(sizeof *all * (nlat ? nlat : 1));
+    size_t k = 0;
+    for (int i = 0; i < conc; i++) {
+        memcpy(all + k, wa[i].c.lat, sizeof *all * wa[i].c.nlat);
+        k += wa[i].c.nlat;
+    }
+    qsort(all, nlat, sizeof *all, cmp_double);
+    printf("{\"mode\":\"%s\",\"concurrency\":%d,\"ops\":%ld,\"errors\":%ld,\"requests\":%ld,"
+           "\"seconds\":%.3f,\"ops_s\":%.1f,\"req_s\":%.1f,\"p50_ms\":%.3f,\"p95_ms\":%.3f,"
+           "\"p99_ms\":%.3f,\"queue_dry\":%s",
+           mode_names[mode], conc, ops, errors, requests, elapsed, ops / elapsed,
+           requests / elapsed, pct(all, nlat, 0.50), pct(all, nlat, 0.95), pct(all, nlat, 0.99),
+           atomic_load(&queue_dry) ? "true" : "false");
+    if (first_error) {
+        printf(",\"first_error\":\"");
+        for (const char *p = first_error; *p; p++)
+            if (*p == '"' || *p == '\\')
+                printf("\\%c", *p);
+            else if ((unsigned char)*p >= 0x20)
+                putchar(*p);
+        printf("\"");
+    }
+    printf("}\n");
+    return 0;
+}
