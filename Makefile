@@ -52,7 +52,7 @@ BINS := $(BUILD)/bin/stored $(BUILD)/bin/runnerd $(BUILD)/bin/trainerd
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null)
 UNIT_BIN := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit integration compat bench demo format format-check lint install clean venv
+.PHONY: all deps test unit integration compat bench bench-store demo format format-check lint install clean venv
 all: $(BINS)
 
 # ---- generated protobuf code ----
@@ -120,8 +120,16 @@ test: deps
 	$(MAKE) integration
 	$(MAKE) compat
 
-bench: all $(VENV)/.ok
-	@ls tests/bench/*.py >/dev/null 2>&1 && AGL_BUILD=$(BUILD) $(VENV)/bin/python tests/bench/run.py || echo "no benchmarks yet"
+bench: all $(VENV)/.ok bench-store
+	@if [ -f tests/bench/run.py ]; then AGL_BUILD=$(BUILD) $(VENV)/bin/python tests/bench/run.py; fi
+
+# Store benchmark (docs/performance.md): stored vs the reference server vs pgbench, one table.
+# BENCH_ARGS passes options through, e.g. BENCH_ARGS="--duration 4 --skip scenario".
+$(BUILD)/bench/loadgen: tests/bench/loadgen.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -pthread
+bench-store: all $(BUILD)/bench/loadgen $(VENV)/.ok
+	$(VENV)/bin/python tests/bench/bench_store.py --build $(BUILD) $(BENCH_ARGS)
 
 demo: deps
 	$(MAKE) all

@@ -144,7 +144,7 @@ static agl_code h_health(agl_req *r, agl_error *err)
 static agl_code h_statistics(agl_req *r, agl_error *err)
 {
     db_conn *db;
-    agl_code code = req_db_ro(r, &db, err);
+    agl_code code = req_db_single(r, &db, err);
     if (code) return code;
     PGresult *res = db_exec(db, SQL_STATISTICS, 0, NULL, err);
     if (!res) return err->code;
@@ -267,7 +267,7 @@ static agl_code h_start_rollout(agl_req *r, agl_error *err)
 static agl_code h_get_rollout(agl_req *r, agl_error *err)
 {
     db_conn *db;
-    agl_code code = req_db_ro(r, &db, err);
+    agl_code code = req_db_single(r, &db, err);
     if (code) return code;
     store_tx t = tx_of(r, db);
     agl_rollout ro;
@@ -435,7 +435,7 @@ static agl_code list_rollouts(agl_req *r, const json_t *body, agl_error *err)
                 "input should be a valid rollout status");
     if ((code = list_q_parse(r, body, rollout_fields, NULL, &q, err))) return code;
     db_conn *db;
-    if ((code = req_db_ro(r, &db, err))) return code;
+    if ((code = req_db_single(r, &db, err))) return code;
     list_sql s;
     list_sql_init(&s, &r->arena, q.or_logic);
     if (has_status)
@@ -509,7 +509,7 @@ static agl_code list_attempts(agl_req *r, const json_t *body, agl_error *err)
     agl_code code = list_q_parse(r, body, attempt_fields, "sequence_id", &q, err);
     if (code) return code;
     db_conn *db;
-    if ((code = req_db_ro(r, &db, err))) return code;
+    if ((code = req_db_single(r, &db, err))) return code;
     list_sql s;
     list_sql_init(&s, &r->arena, false);
     const char *scope =
@@ -535,7 +535,7 @@ static agl_code h_search_attempts(agl_req *r, agl_error *err)
 static agl_code h_latest_attempt(agl_req *r, agl_error *err)
 {
     db_conn *db;
-    agl_code code = req_db_ro(r, &db, err);
+    agl_code code = req_db_single(r, &db, err);
     if (code) return code;
     PGresult *res = db_exec(db, SQL_ATTEMPT_GET_LATEST, 1, P(r->param[0]), err);
     if (!res) return err->code;
@@ -633,7 +633,7 @@ static agl_code list_workers(agl_req *r, const json_t *body, agl_error *err)
                 "input should be 'idle', 'busy' or 'unknown'");
     if ((code = list_q_parse(r, body, worker_fields, NULL, &q, err))) return code;
     db_conn *db;
-    if ((code = req_db_ro(r, &db, err))) return code;
+    if ((code = req_db_single(r, &db, err))) return code;
     list_sql s;
     list_sql_init(&s, &r->arena, q.or_logic);
     if (has_status)
@@ -664,7 +664,7 @@ static agl_code h_search_workers(agl_req *r, agl_error *err)
 static agl_code h_get_worker(agl_req *r, agl_error *err)
 {
     db_conn *db;
-    agl_code code = req_db_ro(r, &db, err);
+    agl_code code = req_db_single(r, &db, err);
     if (code) return code;
     PGresult *res = db_exec(db, SQL_WORKER_GET, 1, P(r->param[0]), err);
     if (!res) return err->code;
@@ -695,7 +695,7 @@ static agl_code h_update_worker(agl_req *r, agl_error *err)
         }
     }
     db_conn *db;
-    if ((code = req_db(r, &db, err))) return code;
+    if ((code = req_db_single(r, &db, err))) return code;
     PGresult *res = db_exec(
         db, SQL_WORKER_HEARTBEAT, 4,
         P(r->param[0], stats, store_fmt_double(&r->arena, agl_now()), has_stats ? "t" : "f"), err);
@@ -730,7 +730,7 @@ static agl_code h_list_resources(agl_req *r, agl_error *err)
         (code = list_q_parse(r, NULL, resources_fields, NULL, &q, err)))
         return code;
     db_conn *db;
-    if ((code = req_db_ro(r, &db, err))) return code;
+    if ((code = req_db_single(r, &db, err))) return code;
     list_sql s;
     list_sql_init(&s, &r->arena, false); /* always AND (§5.3) */
     if (exact)
@@ -755,7 +755,7 @@ static agl_code write_resources(agl_req *r, bool upsert, agl_error *err)
     char id[32];
     if (!upsert) agl_id_new(id, sizeof id, "rs-", 12);
     db_conn *db;
-    if ((code = req_db(r, &db, err))) return code;
+    if ((code = req_db_single(r, &db, err))) return code;
     PGresult *res =
         db_exec(db, upsert ? SQL_RESOURCES_UPSERT : SQL_RESOURCES_INSERT, 3,
                 P(upsert ? r->param[0] : id, store_fmt_double(&r->arena, agl_now()), norm), err);
@@ -780,7 +780,7 @@ static agl_code get_resources(agl_req *r, db_stmt s, int n, const char *const *p
                               agl_error *err)
 {
     db_conn *db;
-    agl_code code = req_db_ro(r, &db, err);
+    agl_code code = req_db_single(r, &db, err);
     if (code) return code;
     PGresult *res = db_exec(db, s, n, params, err);
     if (!res) return err->code;
@@ -840,7 +840,7 @@ static agl_code h_next_seq(agl_req *r, agl_error *err)
         return agl_error_set(err, AGL_E_INVALID, "body.attempt_id",
                              aid ? "input should be a valid string" : "field required");
     db_conn *db;
-    if ((code = req_db(r, &db, err))) return code;
+    if ((code = req_db_single(r, &db, err))) return code;
     store_tx t = tx_of(r, db);
     int64_t seq;
     if ((code = store_span_counter_next(&t, json_string_value(rid), 1, &seq, err))) return code;
@@ -894,7 +894,7 @@ static agl_code list_spans(agl_req *r, const json_t *body, agl_error *err)
     list_q q;
     if ((code = list_q_parse(r, body, span_fields, "sequence_id", &q, err))) return code;
     db_conn *db;
-    if ((code = req_db_ro(r, &db, err))) return code;
+    if ((code = req_db_single(r, &db, err))) return code;
     if (attempt_id && !strcmp(attempt_id, "latest")) {
         PGresult *res = db_exec(db, SQL_ATTEMPT_GET_LATEST, 1, P(rollout_id), err);
         if (!res) return err->code;
@@ -977,7 +977,7 @@ static agl_code h_wait(agl_req *r, agl_error *err)
         pthread_mutex_unlock(&ctx->done_mu);
 
         db_conn *db;
-        if ((code = req_db_ro(r, &db, err))) return code;
+        if ((code = req_db_single(r, &db, err))) return code;
         PGresult *res = db_exec(db, SQL_WAIT_STATUS, 1, P(arr), err);
         if (!res) return err->code;
         int rows = PQntuples(res);

@@ -21,23 +21,25 @@ const char *const db_sql[SQL__COUNT] = {
         " retry_condition = $10, metadata = $11, queue_pos = CASE WHEN $12::boolean AND"
         " queue_pos IS NULL THEN nextval('queue_pos_seq') ELSE queue_pos END"
         " WHERE rollout_id = $1",
-    /* $2: the claim comes from the queue (dequeue) and so leaves it. */
+    /* Attempt n+1 in one round trip: bump the rollout's counter (it becomes preparing) and
+     * insert the attempt with that sequence id. $5: the claim comes from the queue (dequeue)
+     * and so leaves it. */
     [SQL_ROLLOUT_ADD_ATTEMPT] =
-        "UPDATE rollouts SET num_attempts = num_attempts + 1, status = 'preparing',"
-        " queue_pos = CASE WHEN $2::boolean THEN NULL ELSE queue_pos END"
-        " WHERE rollout_id = $1 RETURNING num_attempts",
+        "WITH r AS (UPDATE rollouts SET num_attempts = num_attempts + 1, status = 'preparing',"
+        " queue_pos = CASE WHEN $5::boolean THEN NULL ELSE queue_pos END"
+        " WHERE rollout_id = $1 RETURNING num_attempts)"
+        " INSERT INTO attempts (rollout_id, attempt_id, sequence_id, start_time, status,"
+        " worker_id) SELECT $1, $2, r.num_attempts, $3, 'preparing', $4 FROM r"
+        " RETURNING sequence_id",
     [SQL_ROLLOUT_SET_RUNNING_IF_LATEST] =
         "UPDATE rollouts SET status = 'running' WHERE rollout_id = $1 AND num_attempts = $2"
         " AND status IN ('preparing', 'requeuing')",
     /* Span inserts lock their rollout first so they order after E13's rollout lock. */
     [SQL_ROLLOUT_LOCK] =
         "SELECT num_attempts FROM rollouts WHERE rollout_id = $1 FOR NO KEY UPDATE",
-    [SQL_QUEUE_PICK] = "SELECT rollout_id, status FROM rollouts WHERE queue_pos IS NOT NULL"
+    [SQL_QUEUE_PICK] = "SELECT " DB_ROLLOUT_COLS " FROM rollouts r WHERE queue_pos IS NOT NULL"
                        " ORDER BY queue_pos LIMIT $1 FOR UPDATE SKIP LOCKED",
     [SQL_QUEUE_DROP] = "UPDATE rollouts SET queue_pos = NULL WHERE rollout_id = $1",
-    [SQL_ATTEMPT_INSERT] =
-        "INSERT INTO attempts (rollout_id, attempt_id, sequence_id, start_time, status,"
-        " worker_id) VALUES ($1, $2, $3, $4, 'preparing', $5)",
     [SQL_ATTEMPT_GET] = "SELECT " DB_ATTEMPT_COLS " FROM attempts a WHERE a.rollout_id = $1"
                         " AND a.attempt_id = $2 FOR UPDATE",
     [SQL_ATTEMPT_GET_LATEST] =

@@ -44,7 +44,7 @@ agl_code req_db(agl_req *r, db_conn **out, agl_error *err)
     return AGL_OK;
 }
 
-agl_code req_db_ro(agl_req *r, db_conn **out, agl_error *err)
+agl_code req_db_single(agl_req *r, db_conn **out, agl_error *err)
 {
     if (!r->db) {
         agl_code code = db_acquire(r->ctx->pool, &r->db, err);

@@ -43,9 +43,9 @@ typedef agl_code (*agl_handler)(agl_req *r, agl_error *err);
 /* Returns the database connection of this request, beginning its transaction on first use.
  * The framework commits when the handler returns AGL_OK and rolls back otherwise. */
 agl_code req_db(agl_req *r, db_conn **out, agl_error *err);
-/* Same connection, no transaction: for handlers that run a single read-only statement
- * (autocommit saves the BEGIN/COMMIT round trips). */
-agl_code req_db_ro(agl_req *r, db_conn **out, agl_error *err);
+/* Same connection, no explicit transaction: for handlers whose work is reads, or one single
+ * statement (atomic by itself). Autocommit saves the BEGIN/COMMIT round trips. */
+agl_code req_db_single(agl_req *r, db_conn **out, agl_error *err);
 /* Commits the current transaction early (used by long waits that must not hold locks) and
  * returns the connection to the pool. */
 agl_code req_db_done(agl_req *r, agl_error *err);

@@ -211,7 +211,7 @@ static agl_code write_store(agl_req *r, agl_error *err)
                                              "unresponsive", "timeout", NULL};
     static const char *const worker_st[] = {"idle", "busy", "unknown", NULL};
     db_conn *db;
-    agl_code code = req_db_ro(r, &db, err);
+    agl_code code = req_db_single(r, &db, err);
     if (code) return code;
     PGresult *res = db_exec_dynamic(db, db_sql_metrics_gauges, 0, NULL, err);
     if (!res) return err->code;

@@ -126,28 +126,26 @@ static agl_code rollout_set_status(store_tx *t, agl_rollout *r, int status, agl_
 agl_code store_attempt_create(store_tx *t, agl_rollout *r, const char *worker_id, bool from_queue,
                               agl_attempt *out, agl_error *err)
 {
-    PGresult *res =
-        db_exec(t->db, SQL_ROLLOUT_ADD_ATTEMPT, 2, P(r->rollout_id, from_queue ? "t" : "f"), err);
-    if (!res) return err->code;
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", r->rollout_id);
-    }
-    int64_t seq = db_int(res, 0, 0);
-    PQclear(res);
     char id[16];
     agl_id_new(id, sizeof id, "at-", 8);
     memset(out, 0, sizeof *out);
     out->rollout_id = r->rollout_id;
     out->attempt_id = agl_arena_strdup(t->arena, id);
-    out->sequence_id = seq;
     out->start_time = t->now;
     out->status = AGL_AS_PREPARING;
     out->worker_id = worker_id;
+    const char *const params[] = {r->rollout_id, out->attempt_id,
+                                  store_fmt_double(t->arena, t->now), worker_id,
+                                  from_queue ? "t" : "f"};
+    PGresult *res = db_exec(t->db, SQL_ROLLOUT_ADD_ATTEMPT, NP(params), params, err);
+    if (!res) return err->code;
+    bool found = PQntuples(res) > 0;
+    out->sequence_id = found ? db_int(res, 0, 0) : 0;
+    PQclear(res);
+    if (!found)
+        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", r->rollout_id);
     r->status = AGL_RS_PREPARING;
-    const char *const params[] = {out->rollout_id, out->attempt_id, store_fmt_int(t->arena, seq),
-                                  store_fmt_double(t->arena, t->now), worker_id};
-    return exec_ok(t, SQL_ATTEMPT_INSERT, NP(params), params, err);
+    return AGL_OK;
 }
 
 agl_code store_rollout_update(store_tx *t, const char *rollout_id, const store_rollout_patch *p,
@@ -283,19 +281,15 @@ agl_code store_dequeue(store_tx *t, long limit, const char *worker_id, agl_rollo
         int rows = PQntuples(res);
         agl_code code = AGL_OK;
         for (int i = 0; i < rows && code == AGL_OK; i++) {
-            const char *id = PQgetvalue(res, i, 0);
-            int status = agl_rollout_status_from(PQgetvalue(res, i, 1));
-            if (status != AGL_RS_QUEUING && status != AGL_RS_REQUEUING) {
+            agl_rollout *r = &(*rs)[*n];
+            store_row_rollout(res, i, 0, t->arena, r);
+            if (r->status != AGL_RS_QUEUING && r->status != AGL_RS_REQUEUING) {
                 /* Lazy deletion: a rollout that left the queuing states drops out here. */
-                code = exec_ok(t, SQL_QUEUE_DROP, 1, P(id), err);
+                code = exec_ok(t, SQL_QUEUE_DROP, 1, P(r->rollout_id), err);
                 continue;
             }
-            bool found, has_attempt;
-            agl_rollout *r = &(*rs)[*n];
-            code = store_rollout_get(t, id, false, r, NULL, &has_attempt, &found, err);
-            if (code == AGL_OK && found)
-                code = store_attempt_create(t, r, worker_id, true, &(*as)[*n], err);
-            if (code == AGL_OK && found) (*n)++;
+            code = store_attempt_create(t, r, worker_id, true, &(*as)[*n], err);
+            if (code == AGL_OK) (*n)++;
         }
         PQclear(res);
         if (code != AGL_OK) return code;
