@@ -84,7 +84,7 @@ $(BUILD)/bin/trainerd: $(TRAINERD_OBJ) $(LIBAGL)
 # Unit tests: tests/unit/<dir>/test_x.c links libagl, plus <dir>'s objects (minus main.o)
 # when <dir> is a daemon, so each test can reach the module it mirrors.
 define unit_rule
-$(BUILD)/$(1:.c=): $(call obj,$(1)) $$(filter-out %/main.o,$$(call obj,$$(wildcard $(word 3,$(subst /, ,$(1)))/*.c))) $(GEN)/migrations.o $(LIBAGL)
+$(BUILD)/$(1:.c=): $(call obj,$(1)) $$(filter-out %/main.o,$$(call obj,$$(shell find $(word 3,$(subst /, ,$(1))) -name '*.c' 2>/dev/null))) $(GEN)/migrations.o $(LIBAGL)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) -lcmocka
 endef

@@ -1,36 +1,50 @@
-/* trainerd — the algorithm side of agl (apo, rl, sft). This build provides the command-line
- * surface; the algorithms are tracked in issues 7 and 8 and refuse to start until they land. */
+/* trainerd — the algorithm side of agl: `trainerd apo|rl|sft [options]`. main() dispatches to
+ * the subcommand, which parses its own options (see `trainerd SUBCOMMAND --help`). */
 #include "agl_config.h"
-#include "agl_log.h"
+#include "trainerd.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static const char *const log_formats[] = {"text", "json", NULL};
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *what;
+} subcommands[] = {
+    {"apo", trainerd_apo_main, "automatic prompt optimisation (beam search with an LLM critic)"},
+    {"rl", trainerd_rl_main, "GRPO reinforcement learning of a policy model"},
+    {"sft", trainerd_sft_main, "supervised fine-tuning"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: trainerd SUBCOMMAND [options]\n\nagl trainer. Subcommands:\n");
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        fprintf(out, "  %-6s %s\n", subcommands[i].name, subcommands[i].what);
+    fprintf(out, "\n  --help     show this help and exit\n  --version  show the version and "
+                 "exit\n  --log-format text|json  (per subcommand)\n\n"
+                 "`trainerd SUBCOMMAND --help` lists the options of each.\n");
+}
 
 int main(int argc, char **argv)
 {
-    const char *store = "http://127.0.0.1:4747", *log_format = "text";
-    agl_option opts[] = {
-        {"store", "AGL_TRAINER_STORE", AGL_OPT_STR, &store, "URL", "stored base URL", NULL},
-        {"log-format", "AGL_TRAINER_LOG_FORMAT", AGL_OPT_STR, &log_format, "text|json",
-         "log line format", log_formats},
-        {NULL, NULL, 0, NULL, NULL, NULL, NULL},
-    };
-    agl_cli cli = {.prog = "trainerd",
-                   .usage = "apo|rl|sft [options]",
-                   .summary = "agl trainer: apo (prompt optimisation), rl (GRPO), sft.",
-                   .epilog = NULL,
-                   .opts = opts};
-    char **rest;
-    int nrest;
-    int rc = agl_config_parse(&cli, argc, argv, 1, &rest, &nrest);
-    if (rc) return rc == 1 ? 0 : 2;
-    if (nrest != 1 || (strcmp(rest[0], "apo") && strcmp(rest[0], "rl") && strcmp(rest[0], "sft"))) {
-        fprintf(stderr, "trainerd: expected one algorithm: apo, rl or sft (see --help)\n");
+    if (argc < 2) {
+        fprintf(stderr, "trainerd: expected a subcommand: apo, rl or sft (see --help)\n");
         return 2;
     }
-    agl_log_setup("trainerd", log_format, NULL);
-    agl_error("trainerd %s is not part of this build yet (tracked in issues 7 and 8)", rest[0]);
-    return 1;
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("trainerd (agl) %s\n", agl_version);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        if (!strcmp(argv[1], subcommands[i].name)) return subcommands[i].run(argc - 1, argv + 1);
+    if (argv[1][0] == '-')
+        fprintf(stderr, "trainerd: unknown option '%s' (see --help)\n", argv[1]);
+    else
+        fprintf(stderr, "trainerd: unknown subcommand '%s': expected apo, rl or sft\n", argv[1]);
+    return 2;
 }
