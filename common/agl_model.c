@@ -68,7 +68,7 @@ static const char *enum_name(const char *const *names, int n, int v)
 
 /* ---- compact JSON of a jansson tree ---- */
 
-static void dump_value(agl_buf *b, const json_t *j)
+void agl_json_write(agl_buf *b, const json_t *j)
 {
     if (!j) {
         agl_buf_puts(b, "null");
@@ -88,7 +88,7 @@ static void dump_value(agl_buf *b, const json_t *j)
             first = false;
             agl_buf_json_strn(b, key, klen);
             agl_buf_putc(b, ':');
-            dump_value(b, v);
+            agl_json_write(b, v);
         }
         agl_buf_putc(b, '}');
         break;
@@ -100,7 +100,7 @@ static void dump_value(agl_buf *b, const json_t *j)
         json_array_foreach((json_t *)j, i, v)
         {
             if (i) agl_buf_putc(b, ',');
-            dump_value(b, v);
+            agl_json_write(b, v);
         }
         agl_buf_putc(b, ']');
         break;
@@ -131,7 +131,7 @@ const char *agl_json_dump(agl_arena *a, const json_t *j)
 {
     agl_buf b;
     agl_buf_init(&b);
-    dump_value(&b, j);
+    agl_json_write(&b, j);
     const char *out = agl_arena_strndup(a, b.data, b.len);
     agl_buf_free(&b);
     return out;
@@ -661,7 +661,7 @@ static agl_code resource_write(agl_buf *b, const json_t *r, const char *loc, agl
                        err))
             return AGL_E_INVALID;
         agl_buf_puts(b, ",\"template\":");
-        dump_value(b, tpl);
+        agl_json_write(b, tpl);
         agl_buf_puts(b, ",\"engine\":");
         agl_buf_json_str(b, engine_names[engine]);
         agl_buf_putc(b, '}');
@@ -680,14 +680,14 @@ static agl_code resource_write(agl_buf *b, const json_t *r, const char *loc, agl
     if (sp && !json_is_object(sp))
         return invalid(err, loc_key(l, loc, "sampling_parameters"), MSG_DICT);
     agl_buf_puts(b, ",\"endpoint\":");
-    dump_value(b, endpoint);
+    agl_json_write(b, endpoint);
     agl_buf_puts(b, ",\"model\":");
-    dump_value(b, model);
+    agl_json_write(b, model);
     agl_buf_puts(b, ",\"api_key\":");
-    dump_value(b, key); /* absent -> null */
+    agl_json_write(b, key); /* absent -> null */
     agl_buf_puts(b, ",\"sampling_parameters\":");
     if (sp)
-        dump_value(b, sp);
+        agl_json_write(b, sp);
     else
         agl_buf_puts(b, "{}");
     agl_buf_putc(b, '}');

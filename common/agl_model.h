@@ -157,6 +157,8 @@ agl_code agl_span_parse(const json_t *j, const char *loc, agl_arena *a, agl_span
 agl_code agl_attributes_check(const json_t *j, const char *loc, agl_error *err);
 
 /* ---- helpers shared by parsers and the store ---- */
+/* Writes j as compact JSON (object key order preserved, shortest round-trip doubles). */
+void agl_json_write(agl_buf *b, const json_t *j);
 /* Compact JSON text of j, allocated from a (object key order preserved). */
 const char *agl_json_dump(agl_arena *a, const json_t *j);
 /* Parses text (NUL-terminated) into a jansson value with the decoding flags agl uses

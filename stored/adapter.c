@@ -189,54 +189,6 @@ agl_code adapter_opts_check(const adapter_opts *o, agl_error *err)
 
 /* ---- JSON writing with Python-style floats ---- */
 
-void adapter_json_write(agl_buf *b, const json_t *j)
-{
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: {
-        agl_buf_putc(b, '{');
-        const char *k;
-        json_t *v;
-        bool first = true;
-        json_object_foreach((json_t *)j, k, v)
-        {
-            if (!first) agl_buf_putc(b, ',');
-            first = false;
-            agl_buf_json_str(b, k);
-            agl_buf_putc(b, ':');
-            adapter_json_write(b, v);
-        }
-        agl_buf_putc(b, '}');
-        break;
-    }
-    case JSON_ARRAY:
-        agl_buf_putc(b, '[');
-        for (size_t i = 0; i < json_array_size(j); i++) {
-            if (i) agl_buf_putc(b, ',');
-            adapter_json_write(b, json_array_get(j, i));
-        }
-        agl_buf_putc(b, ']');
-        break;
-    case JSON_STRING:
-        agl_buf_json_strn(b, json_string_value(j), json_string_length(j));
-        break;
-    case JSON_INTEGER:
-        agl_buf_json_int(b, json_integer_value(j));
-        break;
-    case JSON_REAL:
-        agl_buf_json_double(b, json_real_value(j));
-        break;
-    case JSON_TRUE:
-        agl_buf_puts(b, "true");
-        break;
-    case JSON_FALSE:
-        agl_buf_puts(b, "false");
-        break;
-    default:
-        agl_buf_puts(b, "null");
-        break;
-    }
-}
-
 /* ---- unflatten (utils/otel.py) ---- */
 
 static bool is_digits(const char *s, size_t n)

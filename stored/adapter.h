@@ -86,7 +86,5 @@ json_t *adapter_group_genai(const json_t *attrs, const char *prefix);
 json_t *adapter_py_literal(const char *text);
 /* get_reward_value(span): true and *value when the span carries a numeric reward. */
 bool adapter_reward_value(const char *name, const json_t *attrs, double *value);
-/* Compact JSON with Python-style floats (1.0, 0.1), key order kept. */
-void adapter_json_write(agl_buf *b, const json_t *j);
 
 #endif

@@ -161,13 +161,13 @@ static void write_item(agl_req *r, const sel *s, const adapter_spans *spans, out
         json_t *trip = adapter_triplets(spans, &o->ad);
         json_t *fr = adapter_final_reward(trip);
         agl_buf_puts(b, ",\"final_reward\":");
-        adapter_json_write(b, fr ? fr : json_null());
+        agl_json_write(b, fr ? fr : json_null());
         agl_buf_puts(b, ",\"triplets\":");
-        adapter_json_write(b, trip);
+        agl_json_write(b, trip);
         if (o->trajectory) {
             json_t *traj = adapter_trajectories(trip, fr);
             agl_buf_puts(b, ",\"trajectories\":");
-            adapter_json_write(b, traj);
+            agl_json_write(b, traj);
             json_decref(traj);
         }
         json_decref(trip);
@@ -176,9 +176,9 @@ static void write_item(agl_req *r, const sel *s, const adapter_spans *spans, out
         json_t *fr = adapter_span_final_reward(spans);
         json_t *msgs = adapter_messages(spans, &why);
         agl_buf_puts(b, ",\"final_reward\":");
-        adapter_json_write(b, fr ? fr : json_null());
+        agl_json_write(b, fr ? fr : json_null());
         agl_buf_puts(b, ",\"messages\":");
-        adapter_json_write(b, msgs ? msgs : json_null());
+        agl_json_write(b, msgs ? msgs : json_null());
         if (!msgs) {
             agl_buf_puts(b, ",\"error\":");
             agl_buf_json_str(b, why);
