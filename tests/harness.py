@@ -25,6 +25,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Every stored we start, so that a crashed test run never leaves one behind.
 _LIVE_STORED: "list[Stored]" = []
 _LIVE_CLUSTERS: "list[PgCluster]" = []
+# Log files of every stored we started; removed at interpreter exit unless AGL_KEEP_LOGS is set.
+_LOG_FILES: "list[str]" = []
 
 
 def stored_binary() -> str:
@@ -174,6 +176,7 @@ class Stored:
         self.log_path = log_path
         self.argv = argv
         _LIVE_STORED.append(self)
+        _LOG_FILES.append(log_path)
 
     def log(self) -> str:
         try:
@@ -278,4 +281,15 @@ def cleanup_all():
             pass
 
 
-atexit.register(cleanup_all)
+def _remove_logs():
+    if os.environ.get("AGL_KEEP_LOGS"):
+        return
+    for p in _LOG_FILES:
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
+
+
+atexit.register(_remove_logs)
+atexit.register(cleanup_all)  # runs first (LIFO): kill processes, then drop their logs
