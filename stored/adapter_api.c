@@ -159,7 +159,11 @@ static void write_item(agl_req *r, const sel *s, const adapter_spans *spans, out
     write_sel_head(r, s);
     if (kind == OUT_TRIPLETS) {
         json_t *trip = adapter_triplets(spans, &o->ad);
+        /* The last triplet's reward; a rollout whose reward is not attached to any LLM call
+         * (or that made none) still reports the reward its spans carry. */
+        json_t *owned = NULL;
         json_t *fr = adapter_final_reward(trip);
+        if (!fr) fr = owned = adapter_span_final_reward(spans);
         agl_buf_puts(b, ",\"final_reward\":");
         agl_json_write(b, fr ? fr : json_null());
         agl_buf_puts(b, ",\"triplets\":");
@@ -170,6 +174,7 @@ static void write_item(agl_req *r, const sel *s, const adapter_spans *spans, out
             agl_json_write(b, traj);
             json_decref(traj);
         }
+        json_decref(owned);
         json_decref(trip);
     } else {
         const char *why = NULL;

@@ -30,6 +30,7 @@ The wire traffic is identical to a working 0.3.1 setup: OTLP/HTTP protobuf with
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any, Dict, List, Optional
 
@@ -43,6 +44,7 @@ from agentlightning import (
     OtelTracer,
     Trainer,
 )
+from agentlightning.adapter.triplet import TracerTraceToTriplet
 from agentlightning.algorithm.base import Algorithm
 from agentlightning.emitter import emit_message, emit_reward, find_final_reward, operation
 from agentlightning.store.client_server import LightningStoreClient
@@ -157,10 +159,7 @@ def test_trainer_fit_with_two_runners(store, monkeypatch):
     algo = EnqueueAndWait(tasks)
     trainer = _make_trainer(store.url, algo)
 
-    t0 = time.monotonic()
     trainer.fit(ArithmeticAgent(), train_dataset=tasks)
-    elapsed = time.monotonic() - t0
-    assert elapsed < 100, f"training run took {elapsed:.1f}s"
 
     # ---- what the algorithm saw through the client ----
     assert len(algo.rollout_ids) == N_TASKS
@@ -236,7 +235,13 @@ def test_trainer_fit_with_two_runners(store, monkeypatch):
         assert rw["sequence_id"] == max(seqs)
         if task["id"] % 2 == 1:
             assert rw["resource"]["attributes"].get("agentlightning.rollout_id") == rid  # came via OTLP
-        assert find_final_reward([Span.model_validate(s) for s in spans]) == expected_reward(task)
+        ref_spans = [Span.model_validate(s) for s in spans]
+        assert find_final_reward(ref_spans) == expected_reward(task)
+        # stored's server-side adapters agree with the reference adapters on these real spans
+        ours = _get(f"{base}/rollouts/{rid}/triplets")
+        assert ours["final_reward"] == expected_reward(task)
+        want = json.loads(json.dumps([t.model_dump() for t in TracerTraceToTriplet().adapt(ref_spans)]))
+        assert ours["triplets"] == want
         assert set(by_name) == {"agentlightning.operation", "agentlightning.message", "agentlightning.annotation"}
 
     # Both runner processes talked to the store as distinct workers.
