@@ -80,6 +80,10 @@ $(BUILD)/bin/runnerd: $(RUNNERD_OBJ) $(LIBAGL)
 $(BUILD)/bin/trainerd: $(TRAINERD_OBJ) $(LIBAGL)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# trainerd rl: OpenMP threads and vectorised loops (`omp simd`) for the CPU model only.
+$(BUILD)/obj/trainerd/rl/%.o: CFLAGS += -O3 -fopenmp
+$(BUILD)/bin/trainerd: LDLIBS += -fopenmp
+$(BUILD)/tests/unit/trainerd/%: LDLIBS += -fopenmp
 
 # Unit tests: tests/unit/<dir>/test_x.c links libagl, plus <dir>'s objects (minus main.o)
 # when <dir> is a daemon, so each test can reach the module it mirrors.

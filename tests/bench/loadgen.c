@@ -8,6 +8,8 @@
  *   MODE: worker | dequeue-empty | rollout | dequeue-only | dequeue-update | otlp
  *   --count N   dequeue modes: pre-enqueue N rollouts (512 per request) and stop after N
  *               successful dequeues (or SECONDS, whichever comes first)
+ *   --ops N     stop after N ops in total (benchmark uses 1 to trace one op's SQL)
+ *   --no-prefill dequeue modes: use what is already queued
  *   --payload F otlp: a serialized ExportTraceServiceRequest whose resource attributes carry the
  *               placeholder ids ro-000000000000 / at-00000000 (patched per request)
  * Prints one JSON line: ops, errors, requests, seconds, ops_s, req_s, p50_ms, p95_ms, p99_ms.
@@ -41,6 +43,9 @@ static double deadline;
 static long count_limit;             /* dequeue modes: successes wanted in total */
 static atomic_long claimed;          /* dequeue modes: successes so far */
 static atomic_bool queue_dry;        /* a dequeue came back empty: stop everyone */
+static atomic_long worker_seq;       /* spreads ops over 1024 worker ids */
+static long ops_limit = -1;          /* --ops */
+static atomic_long ops_started;
 static uint8_t *payload;             /* otlp */
 static size_t payload_len, off_rid, off_aid;
 
@@ -397,7 +402,7 @@ static bool next_seq(conn *c, const char *rid, const char *aid)
 static int one_op(conn *c, long i, int tid, buf *tmp, double *t0)
 {
     char rid[32], aid[32], worker[48];
-    int w = (int)((i * 37 + tid) % 1024);
+    int w = (int)(atomic_fetch_add(&worker_seq, 1) % 1024);
     snprintf(worker, sizeof worker, "bench-worker-%d", w);
     switch (mode) {
     case M_WORKER:
@@ -456,6 +461,7 @@ static void *run(void *arg)
     buf tmp = {0};
     if (mode == M_OTLP) buf_put(&tmp, payload, payload_len); /* private copy to patch */
     for (long i = 0; now_s() < deadline && !atomic_load(&queue_dry); i++) {
+        if (ops_limit >= 0 && atomic_fetch_add(&ops_started, 1) >= ops_limit) break;
         double t0 = now_s();
         int r = one_op(c, i * 1000 + wa->tid, wa->tid, &tmp, &t0);
         if (r < 0) break;
@@ -536,7 +542,7 @@ static int load_payload(const char *path)
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: loadgen URL MODE CONCURRENCY SECONDS [--count N] [--payload F]\n");
+        fprintf(stderr, "usage: loadgen URL MODE CONCURRENCY SECONDS [--count N] [--ops N] [--no-prefill] [--payload F]\n");
         return 2;
     }
     const char *url = argv[1];
@@ -552,9 +558,13 @@ int main(int argc, char **argv)
     double seconds = atof(argv[4]);
     long count = 8192;
     const char *payload_path = NULL;
-    for (int i = 5; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--count")) count = atol(argv[i + 1]);
-        if (!strcmp(argv[i], "--payload")) payload_path = argv[i + 1];
+    bool do_prefill = true;
+    for (int i = 5; i < argc; i++) {
+        if (!strcmp(argv[i], "--no-prefill")) do_prefill = false;
+        if (i + 1 >= argc) continue;
+        if (!strcmp(argv[i], "--count")) count = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--ops")) ops_limit = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--payload")) payload_path = argv[++i];
     }
     char host[64];
     int port;
@@ -575,7 +585,7 @@ int main(int argc, char **argv)
     }
     if (mode == M_DEQ_ONLY || mode == M_DEQ_UPDATE) {
         count_limit = count;
-        if (prefill(count) != 0) return 1;
+        if (do_prefill && prefill(count) != 0) return 1;
     }
 
     worker_arg *wa = calloc((size_t)conc, sizeof *wa);
