@@ -140,12 +140,23 @@ int agl_format_double(char *out, size_t cap, double v)
 {
     if (isnan(v)) return snprintf(out, cap, "NaN");
     if (isinf(v)) return snprintf(out, cap, v > 0 ? "Infinity" : "-Infinity");
-    /* Shortest number of significant digits that round-trips, as Python's repr does. */
+    /* Shortest number of significant digits that round-trips, as Python's repr does. Digit
+     * counts that round-trip are upward closed, so: most doubles on the wire are timestamps
+     * needing 16-17 digits (try 15, 16, 17); those that fit in 15 are usually short (0.1,
+     * 600.0), found quickly by counting up from 1. */
     char sci[40];
-    int prec;
-    for (prec = 1; prec < 17; prec++) {
-        snprintf(sci, sizeof sci, "%.*e", prec - 1, v);
-        if (strtod(sci, NULL) == v) break;
+    int prec = 15;
+    snprintf(sci, sizeof sci, "%.14e", v);
+    if (strtod(sci, NULL) == v) {
+        for (prec = 1; prec < 15; prec++) {
+            snprintf(sci, sizeof sci, "%.*e", prec - 1, v);
+            if (strtod(sci, NULL) == v) break;
+        }
+    } else {
+        for (prec = 16; prec < 17; prec++) {
+            snprintf(sci, sizeof sci, "%.*e", prec - 1, v);
+            if (strtod(sci, NULL) == v) break;
+        }
     }
     snprintf(sci, sizeof sci, "%.*e", prec - 1, v);
     int exp10 = atoi(strchr(sci, 'e') + 1);

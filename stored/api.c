@@ -1118,7 +1118,9 @@ static agl_code h_traces(agl_req *r, agl_error *err)
             agl_buf_json_str(&b, o->rollout_id);
             agl_buf_puts(&b, ",\"attempt_id\":");
             agl_buf_json_str(&b, o->attempt_id);
-            agl_buf_printf(&b, ",\"sequence_id\":%" PRId64 ",%s}", o->sequence_id, o->rest_json);
+            agl_buf_printf(&b, ",\"sequence_id\":%" PRId64 ",", o->sequence_id);
+            agl_buf_put(&b, o->rest_json, o->rest_len);
+            agl_buf_putc(&b, '}');
             s->json = agl_arena_strndup(&r->arena, b.data, b.len);
             agl_buf_free(&b);
             if (o->sequence_id > max_seq) max_seq = o->sequence_id;

@@ -324,6 +324,29 @@ agl_code store_span_counter_next(store_tx *t, const char *rollout_id, int64_t co
     return AGL_OK;
 }
 
+static agl_code span_insert_one(store_tx *t, const char *rollout_id, const char *attempt_id,
+                                const agl_span *s, bool *inserted, int *added, agl_error *err)
+{
+    const char *const params[] = {
+        rollout_id,
+        attempt_id,
+        s->span_id,
+        store_fmt_int(t->arena, s->sequence_id),
+        s->trace_id,
+        s->parent_id,
+        s->name,
+        opt_double(t, s->has_start_time, s->start_time),
+        opt_double(t, s->has_end_time, s->end_time),
+        s->json,
+    };
+    PGresult *res = db_exec(t->db, SQL_SPAN_INSERT, NP(params), params, err);
+    if (!res) return err->code;
+    *inserted = PQntuples(res) > 0;
+    *added = *inserted;
+    PQclear(res);
+    return AGL_OK;
+}
+
 agl_code store_spans_insert(store_tx *t, const char *rollout_id, const char *attempt_id,
                             agl_span *spans, int n, bool *inserted, agl_error *err)
 {
@@ -335,30 +358,21 @@ agl_code store_spans_insert(store_tx *t, const char *rollout_id, const char *att
     if (!found)
         return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", rollout_id);
     int added = 0;
-    for (int i = 0; i < n; i++) {
-        const agl_span *s = &spans[i];
-        const char *const params[] = {
-            rollout_id,
-            attempt_id,
-            s->span_id,
-            store_fmt_int(t->arena, s->sequence_id),
-            s->trace_id,
-            s->parent_id,
-            s->name,
-            opt_double(t, s->has_start_time, s->start_time),
-            opt_double(t, s->has_end_time, s->end_time),
-            s->json,
-        };
-        res = db_exec(t->db, SQL_SPAN_INSERT, NP(params), params, err);
-        if (!res) {
-            if (err->code == AGL_E_NOT_FOUND)
-                agl_error_set(err, AGL_E_NOT_FOUND, NULL, "attempt %s of rollout %s not found",
-                              attempt_id, rollout_id);
-            return err->code;
-        }
-        inserted[i] = PQntuples(res) > 0;
-        added += inserted[i];
-        PQclear(res);
+    /* One prepared INSERT per span. Measured against a single INSERT .. SELECT FROM unnest()
+     * of array parameters for a 512-span OTLP batch: the array version cost PostgreSQL three
+     * times the CPU (parsing the array literals and validating json[]), while round trips on
+     * the unix socket are cheap (docs/performance.md). */
+    agl_code code = AGL_OK;
+    for (int i = 0; i < n && code == AGL_OK; i++) {
+        int one = 0;
+        code = span_insert_one(t, rollout_id, attempt_id, &spans[i], &inserted[i], &one, err);
+        added += one;
+    }
+    if (code != AGL_OK) {
+        if (code == AGL_E_NOT_FOUND)
+            agl_error_set(err, AGL_E_NOT_FOUND, NULL, "attempt %s of rollout %s not found",
+                          attempt_id, rollout_id);
+        return code;
     }
     if (!added) return AGL_OK;
     metrics_spans_ingested(added);

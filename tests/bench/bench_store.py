@@ -296,6 +296,10 @@ def build_script(entries: list) -> tuple:
                         rng = "random(0, 1023)" if v.startswith("bench-worker-") else "random(1, 999999999999999)"
                         header.append(f"\\set {var} {rng}")
                 subst.append(ids[v])
+            elif len(v) > 8192:
+                # too long for a pgbench -D argument (OTLP batches send MB-sized arrays):
+                # inline it as a SQL literal
+                subst.append("'" + v.replace("'", "''") + "'")
             else:
                 key = v if len(v) <= 200 else ("long", bare, idx)
                 if key not in consts:
