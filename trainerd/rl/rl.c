@@ -1,16 +1,914 @@
-/* rl — GRPO and SFT (issue 8). Placeholder entry points until they land. */
+/* rl — `trainerd sft` and `trainerd rl` (issue 8): supervised fine-tuning on (prompt, response)
+ * JSONL and GRPO on (prompt, answer) tasks with a built-in verifier, data parallel over MPI
+ * ranks (whole groups per rank, global token counts, summed gradients). The loop generates with
+ * the trainer's own KV-cache decoder; serving the policy over HTTP to runnerd is not built yet. */
 #include "../trainerd.h"
+#include "ckpt.h"
+#include "dist.h"
+#include "grpo.h"
+#include "model.h"
+#include "tok.h"
 
+#include "agl_alloc.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+/* ---------------------------------------------------------------- options */
+typedef struct {
+    const char *model, *data, *val, *out, *resume, *log_path, *tokenizer, *dump_check;
+    int steps, batch, prompts, group, max_new, threads, save_every, val_every, val_n;
+    int norm_std, shuffle_rewards, quiet, keep_optimizer;
+    uint64_t seed;
+    float temperature, top_p, adv_eps;
+    rl_adamw opt;
+    rl_grpo_cfg grpo;
+} opts;
+
+static void opts_default(opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->steps = 100;
+    o->batch = 32;
+    o->prompts = 16;
+    o->group = 8;
+    o->max_new = 8;
+    o->save_every = 0;
+    o->val_every = 10;
+    o->val_n = 200;
+    o->norm_std = 1;
+    o->seed = 1;
+    o->temperature = 1.0f;
+    o->top_p = 1.0f;
+    o->adv_eps = 1e-6f;
+    o->opt = (rl_adamw){.lr = 3e-3f,
+                        .beta1 = 0.9f,
+                        .beta2 = 0.95f,
+                        .eps = 1e-8f,
+                        .weight_decay = 0.0f,
+                        .grad_clip = 1.0f};
+    o->grpo = (rl_grpo_cfg){.clip_low = 0.2f,
+                            .clip_high = 0.2f,
+                            .clip_c = 3.0f,
+                            .kl_coef = 0.0f,
+                            .kl_type = RL_KL_NONE,
+                            .agg = RL_AGG_TOKEN_MEAN};
+}
+
+static void usage(const char *cmd, FILE *f)
+{
+    fprintf(
+        f, "usage: trainerd %s --model CONFIG.json|CHECKPOINT_DIR --train FILE.jsonl [options]\n\n",
+        cmd);
+    if (!strcmp(cmd, "sft"))
+        fprintf(f, "Supervised fine-tuning on JSONL lines {\"prompt\": ..., \"response\": ...}.\n"
+                   "Loss: mean next-token cross-entropy over response tokens and EOS.\n\n");
+    else
+        fprintf(f, "GRPO on JSONL tasks {\"prompt\": ..., \"answer\": ...}; reward = matched\n"
+                   "positions of answer+EOS / (len+1), exact match when all match.\n\n");
+    fprintf(f,
+            "  --model PATH          config.json (random init) or checkpoint directory\n"
+            "  --tokenizer SPEC      bytes | chars:ALPHABET (default: from the checkpoint)\n"
+            "  --train FILE          training JSONL\n"
+            "  --val FILE            held-out JSONL (greedy reward / exact match)\n"
+            "  --out DIR             checkpoint directory (written every --save-every and at end)\n"
+            "  --resume DIR          continue a run bit-for-bit from a checkpoint\n"
+            "  --steps N             total optimizer steps (default 100)\n"
+            "  --lr X --wd X --clip X --beta2 X   AdamW (3e-3, 0, 1.0, 0.95)\n"
+            "  --seed N              RNG seed (default 1)\n"
+            "  --threads N           OpenMP threads (default: OMP_NUM_THREADS)\n"
+            "  --save-every N --val-every N --val-n N\n"
+            "  --log FILE            JSON line per step\n"
+            "  --quiet               no per-step line on stdout\n"
+            "  --keep-optimizer      with --model DIR: continue its AdamW moments (SFT -> RL)\n");
+    if (!strcmp(cmd, "sft"))
+        fprintf(f, "  --batch N             sequences per step (default 32)\n");
+    else
+        fprintf(f, "  --prompts N           prompts per step (default 16), split over MPI ranks\n"
+                   "  --group N             samples per prompt G (default 8)\n"
+                   "  --max-new N           max response tokens (default 8)\n"
+                   "  --temperature X --top-p X\n"
+                   "  --clip-low X --clip-high X --clip-c X   (0.2, 0.2, 3.0 dual clip)\n"
+                   "  --agg token-mean|seq-mean-token-sum|seq-mean-token-mean\n"
+                   "  --kl none|k1|k3 --kl-coef X   KL to the initial policy\n"
+                   "  --no-std              Dr. GRPO advantages (no std division)\n"
+                   "  --shuffle-rewards     negative control: permute rewards across the batch\n"
+                   "  --dump-check FILE     testing: write weights, a batch, logp and GRPO loss\n");
+}
+
+static int parse_opts(const char *cmd, int argc, char **argv, opts *o)
+{
+    opts_default(o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define STR(name, field)                                                                           \
+    if (!strcmp(a, name)) {                                                                        \
+        if (!v) goto missing;                                                                      \
+        o->field = v;                                                                              \
+        i++;                                                                                       \
+        continue;                                                                                  \
+    }
+#define INT(name, field)                                                                           \
+    if (!strcmp(a, name)) {                                                                        \
+        if (!v) goto missing;                                                                      \
+        o->field = atoi(v);                                                                        \
+        i++;                                                                                       \
+        continue;                                                                                  \
+    }
+#define FLT(name, field)                                                                           \
+    if (!strcmp(a, name)) {                                                                        \
+        if (!v) goto missing;                                                                      \
+        o->field = strtof(v, NULL);                                                                \
+        i++;                                                                                       \
+        continue;                                                                                  \
+    }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(cmd, stdout);
+            exit(0);
+        }
+        STR("--model", model);
+        STR("--train", data);
+        STR("--data", data);
+        STR("--val", val);
+        STR("--out", out);
+        STR("--resume", resume);
+        STR("--log", log_path);
+        STR("--tokenizer", tokenizer);
+        STR("--dump-check", dump_check);
+        INT("--steps", steps);
+        INT("--batch", batch);
+        INT("--prompts", prompts);
+        INT("--group", group);
+        INT("--max-new", max_new);
+        INT("--threads", threads);
+        INT("--save-every", save_every);
+        INT("--val-every", val_every);
+        INT("--val-n", val_n);
+        FLT("--lr", opt.lr);
+        FLT("--wd", opt.weight_decay);
+        FLT("--clip", opt.grad_clip);
+        FLT("--beta2", opt.beta2);
+        FLT("--temperature", temperature);
+        FLT("--top-p", top_p);
+        FLT("--clip-low", grpo.clip_low);
+        FLT("--clip-high", grpo.clip_high);
+        FLT("--clip-c", grpo.clip_c);
+        FLT("--kl-coef", grpo.kl_coef);
+        if (!strcmp(a, "--seed") && v) {
+            o->seed = strtoull(v, NULL, 10);
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--agg") && v) {
+            if (rl_agg_parse(v, &o->grpo.agg)) {
+                fprintf(stderr, "trainerd %s: unknown --agg '%s'\n", cmd, v);
+                return -1;
+            }
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--kl") && v) {
+            if (rl_kl_parse(v, &o->grpo.kl_type)) {
+                fprintf(stderr, "trainerd %s: unknown --kl '%s'\n", cmd, v);
+                return -1;
+            }
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--no-std")) {
+            o->norm_std = 0;
+            continue;
+        }
+        if (!strcmp(a, "--shuffle-rewards")) {
+            o->shuffle_rewards = 1;
+            continue;
+        }
+        if (!strcmp(a, "--keep-optimizer")) {
+            o->keep_optimizer = 1;
+            continue;
+        }
+        if (!strcmp(a, "--quiet")) {
+            o->quiet = 1;
+            continue;
+        }
+        fprintf(stderr, "trainerd %s: unknown option '%s' (see --help)\n", cmd, a);
+        return -1;
+    missing:
+        fprintf(stderr, "trainerd %s: option %s needs a value\n", cmd, a);
+        return -1;
+#undef STR
+#undef INT
+#undef FLT
+    }
+    if (!o->model && !o->resume) {
+        fprintf(stderr, "trainerd %s: --model or --resume is required\n", cmd);
+        return -1;
+    }
+    if (o->steps < 0 || o->batch < 1 || o->prompts < 1 || o->group < 1 || o->max_new < 1) {
+        fprintf(stderr, "trainerd %s: steps, batch, prompts, group and max-new must be positive\n",
+                cmd);
+        return -1;
+    }
+    if (o->threads > 0) omp_set_num_threads(o->threads);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- data */
+typedef struct {
+    int *p, np; /* prompt ids (BOS prepended) */
+    int *r, nr; /* response / answer ids (EOS appended) */
+} example;
+
+typedef struct {
+    example *ex;
+    int n;
+} dataset;
+
+static void dataset_free(dataset *d)
+{
+    for (int i = 0; i < d->n; i++) {
+        free(d->ex[i].p);
+        free(d->ex[i].r);
+    }
+    free(d->ex);
+    d->ex = NULL;
+    d->n = 0;
+}
+
+/* Reads JSONL with keys `pkey` and `rkey`. Returns 0 or -1 (message printed). */
+static int dataset_load(dataset *d, const char *path, const rl_tok *tok, const char *rkey,
+                        int max_seq)
+{
+    FILE *f = fopen(path, "r");
+    memset(d, 0, sizeof *d);
+    if (!f) {
+        fprintf(stderr, "trainerd: cannot open %s\n", path);
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0, rc = 0, cap_ex = 0;
+    while (getline(&line, &cap, f) > 0) {
+        lineno++;
+        if (strspn(line, " \t\r\n") == strlen(line)) continue;
+        json_t *j = json_loads(line, 0, NULL);
+        const char *p = json_string_value(json_object_get(j, "prompt"));
+        const char *r = json_string_value(json_object_get(j, rkey));
+        if (!r) /* sft evaluates on tasks and rl accepts sft data: the other key also works */
+            r = json_string_value(
+                json_object_get(j, strcmp(rkey, "answer") ? "answer" : "response"));
+        if (!p || !r) {
+            fprintf(stderr, "trainerd: %s:%d: expected {\"prompt\": str, \"%s\": str}\n", path,
+                    lineno, rkey);
+            json_decref(j);
+            rc = -1;
+            break;
+        }
+        example e;
+        size_t lp = strlen(p), lr = strlen(r);
+        e.p = agl_malloc(sizeof(int) * (lp + 1));
+        e.r = agl_malloc(sizeof(int) * (lr + 1));
+        e.p[0] = RL_TOK_BOS;
+        e.np = 1 + rl_tok_encode(tok, p, lp, e.p + 1, (int)lp);
+        int nr = rl_tok_encode(tok, r, lr, e.r, (int)lr);
+        json_decref(j);
+        if (e.np < 1 || nr < 0 || e.np + nr + 1 > max_seq) {
+            fprintf(stderr,
+                    "trainerd: %s:%d: text outside the tokenizer's alphabet or longer than "
+                    "max_position_embeddings\n",
+                    path, lineno);
+            free(e.p);
+            free(e.r);
+            rc = -1;
+            break;
+        }
+        e.r[nr] = RL_TOK_EOS;
+        e.nr = nr + 1;
+        if (d->n == cap_ex) {
+            cap_ex = cap_ex ? 2 * cap_ex : 64;
+            d->ex = agl_realloc(d->ex, sizeof *d->ex * (size_t)cap_ex);
+        }
+        d->ex[d->n++] = e;
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && d->n == 0) {
+        fprintf(stderr, "trainerd: %s has no examples\n", path);
+        rc = -1;
+    }
+    if (rc) dataset_free(d);
+    return rc;
+}
+
+/* A batch of sequences [prompt ; response], right-padded to T. Targets score response tokens. */
+typedef struct {
+    int B, T;
+    int *tokens, *targets;
+    float *mask; /* 1 where targets[n] is a response token */
+} batch;
+
+static void batch_build(batch *bt, int B, const int *const *prompt, const int *np,
+                        const int *const *resp, const int *nr)
+{
+    int T = 1;
+    for (int b = 0; b < B; b++)
+        if (np[b] + nr[b] - 1 > T) T = np[b] + nr[b] - 1;
+    bt->B = B;
+    bt->T = T;
+    bt->tokens = agl_calloc((size_t)B * T, sizeof(int));
+    bt->targets = agl_malloc(sizeof(int) * (size_t)B * T);
+    bt->mask = agl_calloc((size_t)B * T, sizeof(float));
+    for (int b = 0; b < B; b++) {
+        int *tk = bt->tokens + (size_t)b * T, *tg = bt->targets + (size_t)b * T;
+        for (int t = 0; t < T; t++) tg[t] = -1;
+        int len = np[b] + nr[b];
+        for (int t = 0; t < len - 1; t++) tk[t] = t < np[b] ? prompt[b][t] : resp[b][t - np[b]];
+        for (int t = np[b] - 1; t < len - 1; t++) {
+            tg[t] = resp[b][t - np[b] + 1];
+            bt->mask[(size_t)b * T + t] = 1.0f;
+        }
+    }
+}
+
+static void batch_free(batch *bt)
+{
+    free(bt->tokens);
+    free(bt->targets);
+    free(bt->mask);
+}
+
+/* ---------------------------------------------------------------- generation */
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return (x ^ (x >> 31)) | 1;
+}
+
+/* Samples one id from logits (pad and bos excluded). temperature 0 = greedy. Returns the id and
+ * its log-prob under the temperature-scaled distribution. */
+static int sample(float *logits, int V, float temp, float top_p, uint64_t *rng, float *lp)
+{
+    logits[RL_TOK_PAD] = logits[RL_TOK_BOS] = -INFINITY;
+    int best = 2;
+    for (int i = 3; i < V; i++)
+        if (logits[i] > logits[best]) best = i;
+    double mx = logits[best], s = 0.0;
+    double t = temp > 0 ? temp : 1.0;
+    for (int i = 0; i < V; i++) s += exp((logits[i] - mx) / t);
+    if (temp <= 0) {
+        *lp = (float)(-log(s));
+        return best;
+    }
+    double u = rl_rng_uniform(rng) * s, keep = s;
+    if (top_p < 1.0f) { /* nucleus: smallest top set whose mass reaches top_p */
+        float *p = agl_malloc(sizeof(float) * V);
+        for (int i = 0; i < V; i++) p[i] = (float)(exp((logits[i] - mx) / t) / s);
+        double mass = 0.0;
+        keep = 0.0;
+        while (mass < top_p) {
+            int j = -1;
+            for (int i = 0; i < V; i++)
+                if (p[i] >= 0 && (j < 0 || p[i] > p[j])) j = i;
+            if (j < 0) break;
+            mass += p[j];
+            keep += p[j] * s;
+            p[j] = -1.0f; /* marks kept */
+        }
+        for (int i = 0; i < V; i++)
+            if (p[i] >= 0) logits[i] = -INFINITY;
+        free(p);
+        u = rl_rng_uniform(rng) * keep;
+    }
+    double acc = 0.0;
+    int pick = best;
+    for (int i = 0; i < V; i++) {
+        double e = exp((logits[i] - mx) / t);
+        if (e == 0.0) continue;
+        acc += e;
+        if (u < acc) {
+            pick = i;
+            break;
+        }
+    }
+    *lp = (float)((logits[pick] - mx) / t - log(s));
+    return pick;
+}
+
+/* Generates up to max_new tokens (stopping at EOS) for n prompts. Sequence i samples with an
+ * RNG derived from (seed, base + i) only, so results do not depend on threads or ranks. out[i]
+ * holds max_new ids; len[i] how many were produced. */
+static void generate(const rl_model *m, int n, int base, const int *const *prompt, const int *np,
+                     int max_new, float temp, float top_p, uint64_t seed, int *out, int *len,
+                     float *lps)
+{
+    const rl_config *c = &m->cfg;
+#pragma omp parallel
+    {
+        rl_kv kv;
+        rl_kv_init(&kv, c);
+        float *scratch = agl_malloc(sizeof(float) * rl_step_scratch_size(c));
+        float *logits = agl_malloc(sizeof(float) * c->vocab);
+#pragma omp for schedule(dynamic)
+        for (int i = 0; i < n; i++) {
+            uint64_t rng = mix64(seed ^ mix64((uint64_t)(base + i) + 1));
+            kv.len = 0;
+            for (int t = 0; t < np[i]; t++)
+                rl_model_step(m, &kv, prompt[i][t], t == np[i] - 1 ? logits : NULL, scratch);
+            int k = 0;
+            while (k < max_new && kv.len < c->max_seq) {
+                float lp;
+                int id = sample(logits, c->vocab, temp, top_p, &rng, &lp);
+                out[(size_t)i * max_new + k] = id;
+                if (lps) lps[(size_t)i * max_new + k] = lp;
+                k++;
+                if (id == RL_TOK_EOS || k == max_new || kv.len >= c->max_seq) break;
+                rl_model_step(m, &kv, id, logits, scratch);
+            }
+            len[i] = k;
+        }
+        rl_kv_free(&kv);
+        free(scratch);
+        free(logits);
+    }
+}
+
+/* Partial credit: matched positions of answer+EOS over its length; exact when all match and
+ * the response has exactly that length. */
+static float verify(const int *resp, int nr, const example *e, int *exact)
+{
+    int match = 0;
+    for (int i = 0; i < e->nr && i < nr; i++) match += resp[i] == e->r[i];
+    *exact = match == e->nr && nr == e->nr;
+    return (float)match / (float)e->nr;
+}
+
+/* ---------------------------------------------------------------- shared helpers */
+static double now_s(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec + tv.tv_usec * 1e-6;
+}
+
+typedef struct {
+    rl_model *m;
+    rl_tok tok;
+    uint64_t state[RL_STATE_WORDS]; /* [0] data RNG, [1] steps done */
+} run;
+
+static int run_open(run *r, const opts *o)
+{
+    const char *err = NULL;
+    char spec[300] = "";
+    int has_state = 0;
+    memset(r, 0, sizeof *r);
+    /* --model DIR starts a new run from those weights; only --resume restores the optimizer,
+     * step counter and RNG state */
+    uint64_t dummy[RL_STATE_WORDS];
+    int kept = 0;
+    r->m = rl_ckpt_load(o->resume ? o->resume : o->model, spec,
+                        o->resume           ? r->state
+                        : o->keep_optimizer ? dummy
+                                            : NULL,
+                        o->resume ? &has_state : &kept, &err);
+    if (!r->m) {
+        fprintf(stderr, "trainerd: %s\n", err);
+        return -1;
+    }
+    if (o->tokenizer) snprintf(spec, sizeof spec, "%s", o->tokenizer);
+    if (!spec[0]) snprintf(spec, sizeof spec, "bytes");
+    if (rl_tok_init(&r->tok, spec, &err)) {
+        fprintf(stderr, "trainerd: %s\n", err);
+        return -1;
+    }
+    if (r->tok.vocab > r->m->cfg.vocab) {
+        fprintf(stderr, "trainerd: tokenizer needs %d ids but the model's vocab_size is %d\n",
+                r->tok.vocab, r->m->cfg.vocab);
+        return -1;
+    }
+    if (o->resume && !has_state) {
+        fprintf(stderr, "trainerd: %s has no trainer_state.bin to resume from\n", o->resume);
+        return -1;
+    }
+    if (!has_state) {
+        int fresh = 1;
+        /* a checkpoint dir given as --model keeps its weights; a config.json initialises */
+        FILE *f = fopen(o->model, "r");
+        if (f) {
+            char c0 = 0;
+            fresh = fread(&c0, 1, 1, f) == 1 && c0 == '{';
+            fclose(f);
+        }
+        uint64_t init = mix64(o->seed);
+        if (fresh) rl_model_init(r->m, &init);
+        r->state[0] = mix64(o->seed ^ 0xD00D);
+        r->state[1] = 0;
+        if (!kept) r->m->step = 0; /* --keep-optimizer keeps moments and bias-correction step */
+    }
+    return 0;
+}
+
+static int save(run *r, const opts *o, const char *dir)
+{
+    const char *err;
+    if (rl_dist_rank() != 0 || !dir) return 0;
+    if (rl_ckpt_save(dir, r->m, r->tok.spec, r->state, &err)) {
+        fprintf(stderr, "trainerd: %s (%s)\n", err, dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sums gradients over ranks (each rank's loss is already normalised by global counts). */
+static void allreduce_grads(rl_model *m)
+{
+    rl_dist_sum_f(m->grads, m->nparams);
+}
+
+/* Greedy evaluation on up to n examples: mean reward and exact-match fraction. */
+static void evaluate(const rl_model *m, const dataset *d, int n, int max_new, double *reward,
+                     double *exact)
+{
+    if (n > d->n) n = d->n;
+    const int **pp = agl_malloc(sizeof *pp * n);
+    int *np = agl_malloc(sizeof(int) * n), *len = agl_malloc(sizeof(int) * n);
+    int *out = agl_malloc(sizeof(int) * (size_t)n * max_new);
+    for (int i = 0; i < n; i++) {
+        pp[i] = d->ex[i].p;
+        np[i] = d->ex[i].np;
+    }
+    generate(m, n, 0, pp, np, max_new, 0.0f, 1.0f, 0, out, len, NULL);
+    double rs = 0, es = 0;
+    for (int i = 0; i < n; i++) {
+        int ex;
+        rs += verify(out + (size_t)i * max_new, len[i], &d->ex[i], &ex);
+        es += ex;
+    }
+    *reward = rs / n;
+    *exact = es / n;
+    free(pp);
+    free(np);
+    free(len);
+    free(out);
+}
+
+/* ---------------------------------------------------------------- sft */
+int trainerd_sft_main(int argc, char **argv)
+{
+    opts o;
+    rl_dist_init(&argc, &argv);
+    if (parse_opts("sft", argc, argv, &o)) return 2;
+    if (!o.data) {
+        fprintf(stderr, "trainerd sft: --train FILE.jsonl is required\n");
+        return 2;
+    }
+    run r;
+    if (run_open(&r, &o)) return 1;
+    dataset d, val = {0};
+    if (dataset_load(&d, o.data, &r.tok, "response", r.m->cfg.max_seq)) return 1;
+    if (o.val && dataset_load(&val, o.val, &r.tok, "response", r.m->cfg.max_seq)) return 1;
+    FILE *logf = o.log_path && rl_dist_rank() == 0 ? fopen(o.log_path, "a") : NULL;
+    int rank = rl_dist_rank(), world = rl_dist_world();
+    int B = o.batch, *pick = agl_malloc(sizeof(int) * B), rc = 0;
+    float *dlogp = NULL;
+    while ((int)r.state[1] < o.steps) {
+        double t0 = now_s();
+        for (int b = 0; b < B; b++) pick[b] = (int)(rl_rng_u64(&r.state[0]) % (uint64_t)d.n);
+        /* rank r trains on its contiguous slice of the global batch */
+        int lo = B * rank / world, hi = B * (rank + 1) / world, nb = hi - lo;
+        const int **pp = agl_malloc(sizeof *pp * (nb + 1)),
+                  **rr = agl_malloc(sizeof *rr * (nb + 1));
+        int *np = agl_malloc(sizeof(int) * (nb + 1)), *nr = agl_malloc(sizeof(int) * (nb + 1));
+        for (int b = 0; b < nb; b++) {
+            example *e = &d.ex[pick[lo + b]];
+            pp[b] = e->p, np[b] = e->np, rr[b] = e->r, nr[b] = e->nr;
+        }
+        batch bt;
+        batch_build(&bt, nb, pp, np, rr, nr);
+        double ntok = 0, loss = 0;
+        for (int n = 0; n < bt.B * bt.T; n++) ntok += bt.mask[n];
+        rl_dist_sum_d(&ntok, 1);
+        rl_model_forward(r.m, bt.tokens, bt.targets, bt.B, bt.T);
+        dlogp = agl_realloc(dlogp, sizeof(float) * (size_t)bt.B * bt.T);
+        for (int n = 0; n < bt.B * bt.T; n++) {
+            dlogp[n] = bt.mask[n] != 0.0f ? (float)(-1.0 / ntok) : 0.0f;
+            loss -= bt.mask[n] * r.m->a.logp[n] / ntok;
+        }
+        rl_dist_sum_d(&loss, 1);
+        rl_model_zero_grad(r.m);
+        rl_model_backward(r.m, dlogp);
+        allreduce_grads(r.m);
+        double gn = rl_model_adamw(r.m, &o.opt);
+        r.state[1]++;
+        double dt = now_s() - t0;
+        long step = (long)r.state[1];
+        double vr = -1, ve = -1;
+        if (val.n && (step % o.val_every == 0 || step == o.steps))
+            evaluate(r.m, &val, o.val_n, 16, &vr, &ve);
+        if (rank == 0) {
+            if (!o.quiet)
+                printf("sft step %ld/%d loss %.4f grad_norm %.3f tokens/s %.0f%s", step, o.steps,
+                       loss, gn, ntok / dt, vr >= 0 ? "" : "\n");
+            if (!o.quiet && vr >= 0) printf(" val_reward %.3f val_exact %.3f\n", vr, ve);
+            fflush(stdout);
+            if (logf) {
+                fprintf(logf,
+                        "{\"step\":%ld,\"loss\":%.6f,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f",
+                        step, loss, gn, ntok / dt);
+                if (vr >= 0) fprintf(logf, ",\"val_reward\":%.4f,\"val_exact\":%.4f", vr, ve);
+                fprintf(logf, "}\n");
+                fflush(logf);
+            }
+        }
+        batch_free(&bt);
+        free(pp);
+        free(rr);
+        free(np);
+        free(nr);
+        if (o.save_every > 0 && step % o.save_every == 0 && o.out) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/step_%06ld", o.out, step);
+            if (rank == 0) {
+                save(&r, &o, o.out); /* ensure the parent exists */
+                if (save(&r, &o, dir)) rc = 1;
+            }
+        }
+    }
+    if (o.out && save(&r, &o, o.out)) rc = 1;
+    if (logf) fclose(logf);
+    free(pick);
+    free(dlogp);
+    dataset_free(&d);
+    dataset_free(&val);
+    rl_model_free(r.m);
+    rl_dist_finalize();
+    return rc;
+}
+
+/* ---------------------------------------------------------------- rl (GRPO) */
+typedef struct {
+    double reward_mean, reward_std, zero_var, clipfrac, approx_kl, entropy, resp_len, loss, kl;
+    double tokens, exact;
+} step_stats;
+
+/* Testing aid: a random model and batch, logp and the GRPO loss/gradient, all in one
+ * safetensors file a numpy reference re-computes (tests/integration/test_rl_numpy.py). */
+static int dump_check(const opts *o)
+{
+    run r;
+    if (run_open(&r, o)) return 1;
+    rl_model *m = r.m;
+    uint64_t rng = mix64(o->seed ^ 77);
+    for (size_t i = 0; i < m->nparams; i++) m->params[i] += 0.3f * rl_rng_normal(&rng);
+    int G = o->group, P = o->prompts, B = P * G, T = m->cfg.max_seq < 12 ? m->cfg.max_seq : 12;
+    int N = B * T, V = m->cfg.vocab;
+    int *tokens = agl_malloc(sizeof(int) * N), *targets = agl_malloc(sizeof(int) * N);
+    float *mask = agl_calloc(N, sizeof(float)), *old = agl_malloc(sizeof(float) * N),
+          *ref = agl_malloc(sizeof(float) * N), *dl = agl_malloc(sizeof(float) * N);
+    float *rew = agl_malloc(sizeof(float) * B), *adv = agl_malloc(sizeof(float) * B),
+          *grp = agl_malloc(sizeof(float) * B);
+    int *gi = agl_malloc(sizeof(int) * B);
+    for (int b = 0; b < B; b++) {
+        int plen = 2 + (int)(rl_rng_u64(&rng) % 3),
+            len = plen + 1 + (int)(rl_rng_u64(&rng) % (T - plen));
+        for (int t = 0; t < T; t++) {
+            int n = b * T + t;
+            tokens[n] = (int)(rl_rng_u64(&rng) % (uint64_t)V);
+            targets[n] = t >= plen - 1 && t < len - 1 ? (int)(rl_rng_u64(&rng) % (uint64_t)V) : -1;
+            mask[n] = targets[n] >= 0 ? 1.0f : 0.0f;
+        }
+        gi[b] = b / G;
+        grp[b] = (float)gi[b];
+        rew[b] = (float)(rl_rng_u64(&rng) % 3) * 0.5f;
+    }
+    rl_grpo_advantages(rew, gi, B, o->norm_std, o->adv_eps, adv);
+    rl_model_forward(m, tokens, targets, B, T);
+    for (int n = 0; n < N; n++) {
+        old[n] = m->a.logp[n] + 0.3f * rl_rng_normal(&rng);
+        ref[n] = m->a.logp[n] + 0.3f * rl_rng_normal(&rng);
+    }
+    double ntok = 0;
+    for (int n = 0; n < N; n++) ntok += mask[n];
+    rl_grpo_stats st;
+    rl_grpo_loss(&o->grpo, m->a.logp, old, ref, adv, mask, B, T, ntok, B, dl, &st);
+    float *ftok = agl_malloc(sizeof(float) * N), *ftgt = agl_malloc(sizeof(float) * N);
+    for (int n = 0; n < N; n++) ftok[n] = (float)tokens[n], ftgt[n] = (float)targets[n];
+    float loss = (float)st.loss;
+    /* model tensors first, then the check tensors */
+    const char *err;
+    int rc = rl_ckpt_save(o->dump_check, m, r.tok.spec, NULL, &err);
+    if (rc == 0) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/check.safetensors", o->dump_check);
+        const char *names[] = {"tokens",  "targets", "mask", "old_logp", "ref_logp",
+                               "rewards", "groups",  "adv",  "logp",     "entropy",
+                               "prob",    "dlogp",   "loss"};
+        int nd[] = {2, 2, 2, 2, 2, 1, 1, 1, 2, 2, 3, 2, 1};
+        long sh[13][4] = {{B, T}, {B, T}, {B, T}, {B, T},    {B, T}, {B}, {B},
+                          {B},    {B, T}, {B, T}, {B, T, V}, {B, T}, {1}};
+        const float *data[] = {ftok, ftgt,      mask,     old,       ref, rew,  grp,
+                               adv,  m->a.logp, m->a.ent, m->a.prob, dl,  &loss};
+        char meta[512];
+        snprintf(meta, sizeof meta,
+                 "{\"clip_low\":%g,\"clip_high\":%g,\"clip_c\":%g,\"kl_coef\":%g,\"kl\":%d,"
+                 "\"agg\":%d,\"norm_std\":%d,\"adv_eps\":%g}",
+                 o->grpo.clip_low, o->grpo.clip_high, o->grpo.clip_c, o->grpo.kl_coef,
+                 (int)o->grpo.kl_type, (int)o->grpo.agg, o->norm_std, o->adv_eps);
+        rc = rl_safetensors_write(path, 13, names, nd, (const long(*)[4])sh, data, meta);
+    }
+    if (rc) fprintf(stderr, "trainerd: cannot write %s\n", o->dump_check);
+    free(tokens), free(targets), free(mask), free(old), free(ref), free(dl), free(rew);
+    free(adv), free(grp), free(gi), free(ftok), free(ftgt);
+    rl_model_free(m);
+    return rc ? 1 : 0;
+}
+
+static void grpo_step(run *r, const opts *o, const dataset *d, const rl_model *ref, step_stats *ss)
+{
+    int P = o->prompts, G = o->group, rank = rl_dist_rank(), world = rl_dist_world();
+    int *pick = agl_malloc(sizeof(int) * P);
+    for (int p = 0; p < P; p++) pick[p] = (int)(rl_rng_u64(&r->state[0]) % (uint64_t)d->n);
+    uint64_t gen_seed = rl_rng_u64(&r->state[0]);
+    uint64_t perm_seed = rl_rng_u64(&r->state[0]);
+    /* whole groups per rank: rank takes prompts [plo, phi) */
+    int plo = P * rank / world, phi = P * (rank + 1) / world, B = (phi - plo) * G;
+    int BG = P * G; /* global sequences */
+    const int **pp = agl_malloc(sizeof *pp * (BG + 1));
+    int *np = agl_malloc(sizeof(int) * (BG + 1)), *len = agl_malloc(sizeof(int) * (BG + 1));
+    int *out = agl_malloc(sizeof(int) * (size_t)(BG + 1) * o->max_new);
+    for (int i = 0; i < BG; i++) {
+        pp[i] = d->ex[pick[i / G]].p;
+        np[i] = d->ex[pick[i / G]].np;
+    }
+    /* every rank generates only its own sequences; RNG streams are keyed by the global index */
+    int s0 = plo * G;
+    generate(r->m, B, s0, pp + s0, np + s0, o->max_new, o->temperature, o->top_p, gen_seed, out,
+             len, NULL);
+    float *rew = agl_calloc((size_t)BG + 1, sizeof(float));
+    double exact = 0;
+    for (int i = 0; i < B; i++) {
+        int ex;
+        rew[s0 + i] = verify(out + (size_t)i * o->max_new, len[i], &d->ex[pick[(s0 + i) / G]], &ex);
+        exact += ex;
+    }
+    rl_dist_sum_f(rew, (size_t)BG); /* all ranks see all rewards (for stats and the shuffle) */
+    if (o->shuffle_rewards) {
+        uint64_t prng = perm_seed;
+        for (int i = BG - 1; i > 0; i--) {
+            int j = (int)(rl_rng_u64(&prng) % (uint64_t)(i + 1));
+            float t = rew[i];
+            rew[i] = rew[j];
+            rew[j] = t;
+        }
+    }
+    int *gi = agl_malloc(sizeof(int) * (BG + 1));
+    float *adv = agl_malloc(sizeof(float) * (BG + 1));
+    for (int i = 0; i < BG; i++) gi[i] = i / G;
+    rl_grpo_advantages(rew, gi, BG, o->norm_std, o->adv_eps, adv);
+    /* stats over the global batch */
+    double rs = 0, rq = 0;
+    int zero = 0;
+    for (int i = 0; i < BG; i++) rs += rew[i];
+    for (int i = 0; i < BG; i++) rq += (rew[i] - rs / BG) * (rew[i] - rs / BG);
+    for (int p = 0; p < P; p++) {
+        int same = 1;
+        for (int k = 1; k < G; k++) same &= rew[p * G + k] == rew[p * G];
+        zero += same;
+    }
+    ss->reward_mean = rs / BG;
+    ss->reward_std = BG > 1 ? sqrt(rq / (BG - 1)) : 0;
+    ss->zero_var = (double)zero / P;
+    /* training batch: this rank's sequences */
+    const int **rr = agl_malloc(sizeof *rr * (B + 1));
+    for (int i = 0; i < B; i++) rr[i] = out + (size_t)i * o->max_new;
+    batch bt;
+    batch_build(&bt, B, pp + s0, np + s0, rr, len);
+    int N = bt.B * bt.T;
+    double cnt[2] = {0, 0}; /* tokens, non-empty sequences */
+    for (int n = 0; n < N; n++) cnt[0] += bt.mask[n];
+    for (int i = 0; i < B; i++) cnt[1] += len[i] > 0;
+    rl_dist_sum_d(cnt, 2);
+    float *refl = NULL, *old = agl_malloc(sizeof(float) * N), *dl = agl_malloc(sizeof(float) * N);
+    if (ref && o->grpo.kl_type != RL_KL_NONE) {
+        rl_model_forward((rl_model *)ref, bt.tokens, bt.targets, bt.B, bt.T);
+        refl = agl_malloc(sizeof(float) * N);
+        memcpy(refl, ref->a.logp, sizeof(float) * N);
+    }
+    rl_model_forward(r->m, bt.tokens, bt.targets, bt.B, bt.T);
+    /* one update per batch (μ = 1): π_old is the current policy, recomputed by the trainer */
+    memcpy(old, r->m->a.logp, sizeof(float) * N);
+    rl_grpo_stats st;
+    rl_grpo_loss(&o->grpo, r->m->a.logp, old, refl, adv + s0, bt.mask, bt.B, bt.T, cnt[0], cnt[1],
+                 dl, &st);
+    double ent = 0;
+    for (int n = 0; n < N; n++) ent += bt.mask[n] * r->m->a.ent[n];
+    rl_model_zero_grad(r->m);
+    rl_model_backward(r->m, dl);
+    allreduce_grads(r->m);
+    double m[7] = {st.loss, st.kl, st.clipfrac, st.approx_kl, ent, exact, 0};
+    for (int i = 0; i < B; i++) m[6] += len[i];
+    rl_dist_sum_d(m, 7);
+    ss->loss = m[0];
+    ss->kl = m[1];
+    ss->clipfrac = m[2] / cnt[0];
+    ss->approx_kl = m[3] / cnt[0];
+    ss->entropy = m[4] / cnt[0];
+    ss->exact = m[5] / BG;
+    ss->resp_len = m[6] / BG;
+    ss->tokens = cnt[0];
+    rl_model_adamw(r->m, &o->opt);
+    batch_free(&bt);
+    free(pick), free(pp), free(np), free(len), free(out), free(rew), free(gi), free(adv);
+    free(rr), free(refl), free(old), free(dl);
+}
 
 int trainerd_rl_main(int argc, char **argv)
 {
-    fprintf(stderr, "trainerd rl: not available in this build yet (issue 8)\n");
-    return 1;
-}
-
-int trainerd_sft_main(int argc, char **argv)
-{
-    fprintf(stderr, "trainerd sft: not available in this build yet (issue 8)\n");
-    return 1;
+    opts o;
+    rl_dist_init(&argc, &argv);
+    if (parse_opts("rl", argc, argv, &o)) return 2;
+    if (o.dump_check) return dump_check(&o);
+    if (!o.data) {
+        fprintf(stderr, "trainerd rl: --train FILE.jsonl is required\n");
+        return 2;
+    }
+    run r;
+    if (run_open(&r, &o)) return 1;
+    dataset d, val = {0};
+    if (dataset_load(&d, o.data, &r.tok, "answer", r.m->cfg.max_seq)) return 1;
+    if (o.val && dataset_load(&val, o.val, &r.tok, "answer", r.m->cfg.max_seq)) return 1;
+    if (o.prompts % rl_dist_world()) {
+        fprintf(stderr, "trainerd rl: --prompts must be a multiple of the number of ranks\n");
+        return 2;
+    }
+    rl_model *ref = NULL;
+    if (o.grpo.kl_type != RL_KL_NONE) {
+        ref = rl_model_new(&r.m->cfg);
+        memcpy(ref->params, r.m->params, sizeof(float) * r.m->nparams);
+    }
+    int rank = rl_dist_rank(), rc = 0;
+    FILE *logf = o.log_path && rank == 0 ? fopen(o.log_path, "a") : NULL;
+    if (val.n && r.state[1] == 0) {
+        double vr, ve;
+        evaluate(r.m, &val, o.val_n, o.max_new, &vr, &ve);
+        if (rank == 0 && !o.quiet) printf("rl step 0 val_reward %.3f val_exact %.3f\n", vr, ve);
+        if (logf) {
+            fprintf(logf, "{\"step\":0,\"val_reward\":%.4f,\"val_exact\":%.4f}\n", vr, ve);
+            fflush(logf);
+        }
+    }
+    while ((int)r.state[1] < o.steps) {
+        double t0 = now_s();
+        step_stats ss;
+        grpo_step(&r, &o, &d, ref, &ss);
+        r.state[1]++;
+        long step = (long)r.state[1];
+        double dt = now_s() - t0, vr = -1, ve = -1;
+        if (val.n && (step % o.val_every == 0 || step == o.steps))
+            evaluate(r.m, &val, o.val_n, o.max_new, &vr, &ve);
+        if (rank == 0) {
+            if (!o.quiet) {
+                printf("rl step %ld/%d reward %.3f±%.3f exact %.2f zero_var %.2f clip %.3f "
+                       "kl %.4f ent %.3f len %.1f tok/s %.0f",
+                       step, o.steps, ss.reward_mean, ss.reward_std, ss.exact, ss.zero_var,
+                       ss.clipfrac, ss.approx_kl, ss.entropy, ss.resp_len, ss.tokens / dt);
+                if (vr >= 0) printf(" | val_reward %.3f val_exact %.3f", vr, ve);
+                printf("\n");
+                fflush(stdout);
+            }
+            if (logf) {
+                fprintf(logf,
+                        "{\"step\":%ld,\"reward_mean\":%.5f,\"reward_std\":%.5f,\"exact\":%.4f,"
+                        "\"zero_var_frac\":%.4f,\"clip_frac\":%.5f,\"approx_kl\":%.6f,"
+                        "\"kl\":%.6f,\"entropy\":%.5f,\"response_len\":%.3f,\"loss\":%.6f,"
+                        "\"tokens_per_s\":%.1f,\"step_s\":%.4f",
+                        step, ss.reward_mean, ss.reward_std, ss.exact, ss.zero_var, ss.clipfrac,
+                        ss.approx_kl, ss.kl, ss.entropy, ss.resp_len, ss.loss, ss.tokens / dt, dt);
+                if (vr >= 0) fprintf(logf, ",\"val_reward\":%.4f,\"val_exact\":%.4f", vr, ve);
+                fprintf(logf, "}\n");
+                fflush(logf);
+            }
+        }
+        if (o.save_every > 0 && step % o.save_every == 0 && o.out) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/step_%06ld", o.out, step);
+            if (save(&r, &o, o.out) || save(&r, &o, dir)) rc = 1;
+        }
+    }
+    if (o.out && save(&r, &o, o.out)) rc = 1;
+    if (logf) fclose(logf);
+    rl_model_free(ref);
+    dataset_free(&d);
+    dataset_free(&val);
+    rl_model_free(r.m);
+    rl_dist_finalize();
+    return rc;
 }
