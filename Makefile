@@ -52,7 +52,7 @@ BINS := $(BUILD)/bin/stored $(BUILD)/bin/runnerd $(BUILD)/bin/trainerd
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null)
 UNIT_BIN := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit integration compat bench bench-store demo format format-check lint install clean venv
+.PHONY: all deps test unit integration compat mpi-build bench bench-store demo format format-check lint install clean venv
 all: $(BINS)
 
 # ---- generated protobuf code ----
@@ -112,8 +112,14 @@ venv: $(VENV)/.ok
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration: all $(VENV)/.ok
-	AGL_BUILD=$(BUILD) $(VENV)/bin/python -m pytest -q tests/integration
+# The MPI data-parallel test (-np 2 == -np 1) needs a trainerd built with MPI=1; it is built
+# beside the normal tree whenever mpicc is installed (install-deps.sh installs OpenMPI).
+MPI_BUILD := $(BUILD)-mpi
+mpi-build:
+	@if command -v mpicc >/dev/null 2>&1; then $(MAKE) --no-print-directory MPI=1 BUILD=$(MPI_BUILD) $(MPI_BUILD)/bin/trainerd; fi
+
+integration: all mpi-build $(VENV)/.ok
+	AGL_BUILD=$(BUILD) AGL_MPI_BUILD=$(MPI_BUILD) $(VENV)/bin/python -m pytest -q tests/integration
 
 compat: all $(VENV)/.ok
 	AGL_BUILD=$(BUILD) $(VENV)/bin/python -m pytest -q tests/compat
@@ -155,7 +161,7 @@ install: all
 	install -m 0644 migrations/*.sql $(DESTDIR)$(PREFIX)/share/agl/migrations/
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-mpi build-san-mpi
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

@@ -14,6 +14,7 @@ static const struct {
     {"apo", trainerd_apo_main, "automatic prompt optimisation (beam search with an LLM critic)"},
     {"rl", trainerd_rl_main, "GRPO reinforcement learning of a policy model"},
     {"sft", trainerd_sft_main, "supervised fine-tuning"},
+    {"serve", trainerd_serve_main, "OpenAI-compatible policy server (token ids, log-probs)"},
 };
 
 static void usage(FILE *out)
@@ -29,7 +30,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "trainerd: expected a subcommand: apo, rl or sft (see --help)\n");
+        fprintf(stderr, "trainerd: expected a subcommand: apo, rl, serve or sft (see --help)\n");
         return 2;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -45,6 +46,7 @@ int main(int argc, char **argv)
     if (argv[1][0] == '-')
         fprintf(stderr, "trainerd: unknown option '%s' (see --help)\n", argv[1]);
     else
-        fprintf(stderr, "trainerd: unknown subcommand '%s': expected apo, rl or sft\n", argv[1]);
+        fprintf(stderr, "trainerd: unknown subcommand '%s': expected apo, rl, serve or sft\n",
+                argv[1]);
     return 2;
 }

@@ -1,12 +1,14 @@
 /* rl — `trainerd sft` and `trainerd rl` (issue 8): supervised fine-tuning on (prompt, response)
  * JSONL and GRPO on (prompt, answer) tasks with a built-in verifier, data parallel over MPI
- * ranks (whole groups per rank, global token counts, summed gradients). The loop generates with
- * the trainer's own KV-cache decoder; serving the policy over HTTP to runnerd is not built yet. */
+ * ranks (whole groups per rank, global token counts, summed gradients). Without --store the loop
+ * generates with the trainer's own KV-cache decoder; `trainerd rl --store URL` (loop_store.c)
+ * serves the policy over HTTP (server.c) and trains on the token ids runnerd's proxy recorded. */
 #include "../trainerd.h"
 #include "ckpt.h"
 #include "dist.h"
 #include "grpo.h"
 #include "model.h"
+#include "rl_int.h"
 #include "tok.h"
 
 #include "agl_alloc.h"
@@ -20,17 +22,7 @@
 #include <sys/time.h>
 
 /* ---------------------------------------------------------------- options */
-typedef struct {
-    const char *model, *data, *val, *out, *resume, *log_path, *tokenizer, *dump_check;
-    int steps, batch, prompts, group, max_new, threads, save_every, val_every, val_n;
-    int norm_std, shuffle_rewards, quiet, keep_optimizer;
-    uint64_t seed;
-    float temperature, top_p, adv_eps;
-    rl_adamw opt;
-    rl_grpo_cfg grpo;
-} opts;
-
-static void opts_default(opts *o)
+static void opts_default(rl_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->steps = 100;
@@ -46,6 +38,11 @@ static void opts_default(opts *o)
     o->temperature = 1.0f;
     o->top_p = 1.0f;
     o->adv_eps = 1e-6f;
+    o->listen = "127.0.0.1:0";
+    o->model_name = "policy";
+    o->adapter = "llm_proxy";
+    o->rollout_timeout = 600;
+    o->max_batch = 64;
     o->opt = (rl_adamw){.lr = 3e-3f,
                         .beta1 = 0.9f,
                         .beta2 = 0.95f,
@@ -62,6 +59,23 @@ static void opts_default(opts *o)
 
 static void usage(const char *cmd, FILE *f)
 {
+    if (!strcmp(cmd, "serve")) {
+        fprintf(f, "usage: trainerd serve --model CHECKPOINT_DIR|CONFIG.json [options]\n\n"
+                   "OpenAI-compatible policy server: GET /v1/models, POST /v1/completions and\n"
+                   "/v1/chat/completions (temperature, top_p, max_tokens, stop, stop_token_ids,\n"
+                   "seed, n, logprobs, stream), answering vLLM's token-id fields\n"
+                   "(prompt_token_ids, choices[].token_ids) so runnerd's proxy records them.\n\n"
+                   "  --model PATH          checkpoint directory (or config.json: random weights)\n"
+                   "  --tokenizer SPEC      bytes | chars:ALPHABET (default: from the checkpoint)\n"
+                   "  --listen HOST:PORT    address (default 127.0.0.1:0 = any free port; the\n"
+                   "                        chosen URL is printed on stdout)\n"
+                   "  --model-name NAME     model id (default policy)\n"
+                   "  --max-batch N         sequences decoded together (default 64)\n"
+                   "  --serve-log FILE      JSON line per served completion (ids, logprobs)\n"
+                   "  --threads N           OpenMP threads (default: OMP_NUM_THREADS)\n"
+                   "  --seed N              seed of requests that name none (default 1)\n");
+        return;
+    }
     fprintf(
         f, "usage: trainerd %s --model CONFIG.json|CHECKPOINT_DIR --train FILE.jsonl [options]\n\n",
         cmd);
@@ -70,7 +84,9 @@ static void usage(const char *cmd, FILE *f)
                    "Loss: mean next-token cross-entropy over response tokens and EOS.\n\n");
     else
         fprintf(f, "GRPO on JSONL tasks {\"prompt\": ..., \"answer\": ...}; reward = matched\n"
-                   "positions of answer+EOS / (len+1), exact match when all match.\n\n");
+                   "positions of answer+EOS / (len+1), exact match when all match.\n"
+                   "With --store the tasks are rollout inputs, rewards come from the agents and\n"
+                   "the update uses the token ids of the triplets stored recorded.\n\n");
     fprintf(f,
             "  --model PATH          config.json (random init) or checkpoint directory\n"
             "  --tokenizer SPEC      bytes | chars:ALPHABET (default: from the checkpoint)\n"
@@ -86,22 +102,33 @@ static void usage(const char *cmd, FILE *f)
             "  --log FILE            JSON line per step\n"
             "  --quiet               no per-step line on stdout\n"
             "  --keep-optimizer      with --model DIR: continue its AdamW moments (SFT -> RL)\n");
-    if (!strcmp(cmd, "sft"))
+    if (!strcmp(cmd, "sft")) {
         fprintf(f, "  --batch N             sequences per step (default 32)\n");
-    else
-        fprintf(f, "  --prompts N           prompts per step (default 16), split over MPI ranks\n"
-                   "  --group N             samples per prompt G (default 8)\n"
-                   "  --max-new N           max response tokens (default 8)\n"
-                   "  --temperature X --top-p X\n"
-                   "  --clip-low X --clip-high X --clip-c X   (0.2, 0.2, 3.0 dual clip)\n"
-                   "  --agg token-mean|seq-mean-token-sum|seq-mean-token-mean\n"
-                   "  --kl none|k1|k3 --kl-coef X   KL to the initial policy\n"
-                   "  --no-std              Dr. GRPO advantages (no std division)\n"
-                   "  --shuffle-rewards     negative control: permute rewards across the batch\n"
-                   "  --dump-check FILE     testing: write weights, a batch, logp and GRPO loss\n");
+        return;
+    }
+    fprintf(f, "  --prompts N           prompts per step (default 16), split over MPI ranks\n"
+               "  --group N             samples per prompt G (default 8)\n"
+               "  --max-new N           max response tokens (default 8)\n"
+               "  --temperature X --top-p X\n"
+               "  --clip-low X --clip-high X --clip-c X   (0.2, 0.2, 3.0 dual clip)\n"
+               "  --agg token-mean|seq-mean-token-sum|seq-mean-token-mean\n"
+               "  --kl none|k1|k3 --kl-coef X   KL to the initial policy\n"
+               "  --no-std              Dr. GRPO advantages (no std division)\n"
+               "  --shuffle-rewards     negative control: permute rewards across the batch\n"
+               "  --dump-check FILE     testing: write weights, a batch, logp and GRPO loss\n"
+               "  --store URL           train through stored + runnerd: serve the policy,\n"
+               "                        publish it as main_llm, enqueue prompts x group\n"
+               "                        rollouts per step, train on their triplets\n"
+               "  --listen HOST:PORT    policy server address (default 127.0.0.1:0 = any port)\n"
+               "  --serve-url URL       base URL published in main_llm (default from --listen)\n"
+               "  --model-name NAME     model id of the policy server (default policy)\n"
+               "  --max-batch N         sequences the server decodes together (default 64)\n"
+               "  --serve-log FILE      JSON line per served completion (ids, logprobs)\n"
+               "  --adapter NAME        triplet adapter: llm_proxy|auto|tracer (llm_proxy)\n"
+               "  --rollout-timeout S   longest wait for a step's rollouts (600; 0 = none)\n");
 }
 
-static int parse_opts(const char *cmd, int argc, char **argv, opts *o)
+int rl_parse_opts(const char *cmd, int argc, char **argv, rl_opts *o)
 {
     opts_default(o);
     for (int i = 1; i < argc; i++) {
@@ -141,6 +168,18 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o)
         STR("--log", log_path);
         STR("--tokenizer", tokenizer);
         STR("--dump-check", dump_check);
+        STR("--store", store);
+        STR("--listen", listen);
+        STR("--serve-url", serve_url);
+        STR("--model-name", model_name);
+        STR("--serve-log", serve_log);
+        STR("--adapter", adapter);
+        INT("--max-batch", max_batch);
+        if (!strcmp(a, "--rollout-timeout") && v) {
+            o->rollout_timeout = strtod(v, NULL);
+            i++;
+            continue;
+        }
         INT("--steps", steps);
         INT("--batch", batch);
         INT("--prompts", prompts);
@@ -206,6 +245,11 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o)
 #undef INT
 #undef FLT
     }
+    if (!strcmp(cmd, "serve") && !o->model) {
+        fprintf(stderr, "trainerd serve: --model CHECKPOINT_DIR|CONFIG.json is required\n");
+        return -1;
+    }
+    if (o->max_batch < 1) o->max_batch = 1;
     if (!o->model && !o->resume) {
         fprintf(stderr, "trainerd %s: --model or --resume is required\n", cmd);
         return -1;
@@ -219,18 +263,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o)
     return 0;
 }
 
-/* ---------------------------------------------------------------- data */
-typedef struct {
-    int *p, np; /* prompt ids (BOS prepended) */
-    int *r, nr; /* response / answer ids (EOS appended) */
-} example;
-
-typedef struct {
-    example *ex;
-    int n;
-} dataset;
-
-static void dataset_free(dataset *d)
+void rl_dataset_free(rl_dataset *d)
 {
     for (int i = 0; i < d->n; i++) {
         free(d->ex[i].p);
@@ -242,8 +275,8 @@ static void dataset_free(dataset *d)
 }
 
 /* Reads JSONL with keys `pkey` and `rkey`. Returns 0 or -1 (message printed). */
-static int dataset_load(dataset *d, const char *path, const rl_tok *tok, const char *rkey,
-                        int max_seq)
+int rl_dataset_load(rl_dataset *d, const char *path, const rl_tok *tok, const char *rkey,
+                    int max_seq)
 {
     FILE *f = fopen(path, "r");
     memset(d, 0, sizeof *d);
@@ -270,7 +303,7 @@ static int dataset_load(dataset *d, const char *path, const rl_tok *tok, const c
             rc = -1;
             break;
         }
-        example e;
+        rl_example e;
         size_t lp = strlen(p), lr = strlen(r);
         e.p = agl_malloc(sizeof(int) * (lp + 1));
         e.r = agl_malloc(sizeof(int) * (lr + 1));
@@ -302,19 +335,12 @@ static int dataset_load(dataset *d, const char *path, const rl_tok *tok, const c
         fprintf(stderr, "trainerd: %s has no examples\n", path);
         rc = -1;
     }
-    if (rc) dataset_free(d);
+    if (rc) rl_dataset_free(d);
     return rc;
 }
 
-/* A batch of sequences [prompt ; response], right-padded to T. Targets score response tokens. */
-typedef struct {
-    int B, T;
-    int *tokens, *targets;
-    float *mask; /* 1 where targets[n] is a response token */
-} batch;
-
-static void batch_build(batch *bt, int B, const int *const *prompt, const int *np,
-                        const int *const *resp, const int *nr)
+void rl_batch_build(rl_batch *bt, int B, const int *const *prompt, const int *np,
+                    const int *const *resp, const int *nr)
 {
     int T = 1;
     for (int b = 0; b < B; b++)
@@ -336,7 +362,7 @@ static void batch_build(batch *bt, int B, const int *const *prompt, const int *n
     }
 }
 
-static void batch_free(batch *bt)
+void rl_batch_free(rl_batch *bt)
 {
     free(bt->tokens);
     free(bt->targets);
@@ -344,7 +370,7 @@ static void batch_free(batch *bt)
 }
 
 /* ---------------------------------------------------------------- generation */
-static uint64_t mix64(uint64_t x)
+uint64_t rl_mix64(uint64_t x)
 {
     x += 0x9E3779B97F4A7C15ULL;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -354,7 +380,7 @@ static uint64_t mix64(uint64_t x)
 
 /* Samples one id from logits (pad and bos excluded). temperature 0 = greedy. Returns the id and
  * its log-prob under the temperature-scaled distribution. */
-static int sample(float *logits, int V, float temp, float top_p, uint64_t *rng, float *lp)
+int rl_sample(float *logits, int V, float temp, float top_p, uint64_t *rng, float *lp)
 {
     logits[RL_TOK_PAD] = logits[RL_TOK_BOS] = -INFINITY;
     int best = 2;
@@ -405,9 +431,9 @@ static int sample(float *logits, int V, float temp, float top_p, uint64_t *rng, 
 /* Generates up to max_new tokens (stopping at EOS) for n prompts. Sequence i samples with an
  * RNG derived from (seed, base + i) only, so results do not depend on threads or ranks. out[i]
  * holds max_new ids; len[i] how many were produced. */
-static void generate(const rl_model *m, int n, int base, const int *const *prompt, const int *np,
-                     int max_new, float temp, float top_p, uint64_t seed, int *out, int *len,
-                     float *lps)
+void rl_generate(const rl_model *m, int n, int base, const int *const *prompt, const int *np,
+                 int max_new, float temp, float top_p, uint64_t seed, int *out, int *len,
+                 float *lps)
 {
     const rl_config *c = &m->cfg;
 #pragma omp parallel
@@ -418,14 +444,14 @@ static void generate(const rl_model *m, int n, int base, const int *const *promp
         float *logits = agl_malloc(sizeof(float) * c->vocab);
 #pragma omp for schedule(dynamic)
         for (int i = 0; i < n; i++) {
-            uint64_t rng = mix64(seed ^ mix64((uint64_t)(base + i) + 1));
+            uint64_t rng = rl_mix64(seed ^ rl_mix64((uint64_t)(base + i) + 1));
             kv.len = 0;
             for (int t = 0; t < np[i]; t++)
                 rl_model_step(m, &kv, prompt[i][t], t == np[i] - 1 ? logits : NULL, scratch);
             int k = 0;
             while (k < max_new && kv.len < c->max_seq) {
                 float lp;
-                int id = sample(logits, c->vocab, temp, top_p, &rng, &lp);
+                int id = rl_sample(logits, c->vocab, temp, top_p, &rng, &lp);
                 out[(size_t)i * max_new + k] = id;
                 if (lps) lps[(size_t)i * max_new + k] = lp;
                 k++;
@@ -442,7 +468,7 @@ static void generate(const rl_model *m, int n, int base, const int *const *promp
 
 /* Partial credit: matched positions of answer+EOS over its length; exact when all match and
  * the response has exactly that length. */
-static float verify(const int *resp, int nr, const example *e, int *exact)
+float rl_verify(const int *resp, int nr, const rl_example *e, int *exact)
 {
     int match = 0;
     for (int i = 0; i < e->nr && i < nr; i++) match += resp[i] == e->r[i];
@@ -451,20 +477,14 @@ static float verify(const int *resp, int nr, const example *e, int *exact)
 }
 
 /* ---------------------------------------------------------------- shared helpers */
-static double now_s(void)
+double rl_now_s(void)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return tv.tv_sec + tv.tv_usec * 1e-6;
 }
 
-typedef struct {
-    rl_model *m;
-    rl_tok tok;
-    uint64_t state[RL_STATE_WORDS]; /* [0] data RNG, [1] steps done */
-} run;
-
-static int run_open(run *r, const opts *o)
+int rl_run_open(rl_run *r, const rl_opts *o)
 {
     const char *err = NULL;
     char spec[300] = "";
@@ -507,16 +527,16 @@ static int run_open(run *r, const opts *o)
             fresh = fread(&c0, 1, 1, f) == 1 && c0 == '{';
             fclose(f);
         }
-        uint64_t init = mix64(o->seed);
+        uint64_t init = rl_mix64(o->seed);
         if (fresh) rl_model_init(r->m, &init);
-        r->state[0] = mix64(o->seed ^ 0xD00D);
+        r->state[0] = rl_mix64(o->seed ^ 0xD00D);
         r->state[1] = 0;
         if (!kept) r->m->step = 0; /* --keep-optimizer keeps moments and bias-correction step */
     }
     return 0;
 }
 
-static int save(run *r, const opts *o, const char *dir)
+int rl_run_save(rl_run *r, const rl_opts *o, const char *dir)
 {
     const char *err;
     if (rl_dist_rank() != 0 || !dir) return 0;
@@ -534,8 +554,8 @@ static void allreduce_grads(rl_model *m)
 }
 
 /* Greedy evaluation on up to n examples: mean reward and exact-match fraction. */
-static void evaluate(const rl_model *m, const dataset *d, int n, int max_new, double *reward,
-                     double *exact)
+void rl_evaluate(const rl_model *m, const rl_dataset *d, int n, int max_new, double *reward,
+                 double *exact)
 {
     if (n > d->n) n = d->n;
     const int **pp = agl_malloc(sizeof *pp * n);
@@ -545,11 +565,11 @@ static void evaluate(const rl_model *m, const dataset *d, int n, int max_new, do
         pp[i] = d->ex[i].p;
         np[i] = d->ex[i].np;
     }
-    generate(m, n, 0, pp, np, max_new, 0.0f, 1.0f, 0, out, len, NULL);
+    rl_generate(m, n, 0, pp, np, max_new, 0.0f, 1.0f, 0, out, len, NULL);
     double rs = 0, es = 0;
     for (int i = 0; i < n; i++) {
         int ex;
-        rs += verify(out + (size_t)i * max_new, len[i], &d->ex[i], &ex);
+        rs += rl_verify(out + (size_t)i * max_new, len[i], &d->ex[i], &ex);
         es += ex;
     }
     *reward = rs / n;
@@ -563,24 +583,24 @@ static void evaluate(const rl_model *m, const dataset *d, int n, int max_new, do
 /* ---------------------------------------------------------------- sft */
 int trainerd_sft_main(int argc, char **argv)
 {
-    opts o;
+    rl_opts o;
     rl_dist_init(&argc, &argv);
-    if (parse_opts("sft", argc, argv, &o)) return 2;
+    if (rl_parse_opts("sft", argc, argv, &o)) return 2;
     if (!o.data) {
         fprintf(stderr, "trainerd sft: --train FILE.jsonl is required\n");
         return 2;
     }
-    run r;
-    if (run_open(&r, &o)) return 1;
-    dataset d, val = {0};
-    if (dataset_load(&d, o.data, &r.tok, "response", r.m->cfg.max_seq)) return 1;
-    if (o.val && dataset_load(&val, o.val, &r.tok, "response", r.m->cfg.max_seq)) return 1;
+    rl_run r;
+    if (rl_run_open(&r, &o)) return 1;
+    rl_dataset d, val = {0};
+    if (rl_dataset_load(&d, o.data, &r.tok, "response", r.m->cfg.max_seq)) return 1;
+    if (o.val && rl_dataset_load(&val, o.val, &r.tok, "response", r.m->cfg.max_seq)) return 1;
     FILE *logf = o.log_path && rl_dist_rank() == 0 ? fopen(o.log_path, "a") : NULL;
     int rank = rl_dist_rank(), world = rl_dist_world();
     int B = o.batch, *pick = agl_malloc(sizeof(int) * B), rc = 0;
     float *dlogp = NULL;
     while ((int)r.state[1] < o.steps) {
-        double t0 = now_s();
+        double t0 = rl_now_s();
         for (int b = 0; b < B; b++) pick[b] = (int)(rl_rng_u64(&r.state[0]) % (uint64_t)d.n);
         /* rank r trains on its contiguous slice of the global batch */
         int lo = B * rank / world, hi = B * (rank + 1) / world, nb = hi - lo;
@@ -588,11 +608,11 @@ int trainerd_sft_main(int argc, char **argv)
                   **rr = agl_malloc(sizeof *rr * (nb + 1));
         int *np = agl_malloc(sizeof(int) * (nb + 1)), *nr = agl_malloc(sizeof(int) * (nb + 1));
         for (int b = 0; b < nb; b++) {
-            example *e = &d.ex[pick[lo + b]];
+            rl_example *e = &d.ex[pick[lo + b]];
             pp[b] = e->p, np[b] = e->np, rr[b] = e->r, nr[b] = e->nr;
         }
-        batch bt;
-        batch_build(&bt, nb, pp, np, rr, nr);
+        rl_batch bt;
+        rl_batch_build(&bt, nb, pp, np, rr, nr);
         double ntok = 0, loss = 0;
         for (int n = 0; n < bt.B * bt.T; n++) ntok += bt.mask[n];
         rl_dist_sum_d(&ntok, 1);
@@ -608,11 +628,11 @@ int trainerd_sft_main(int argc, char **argv)
         allreduce_grads(r.m);
         double gn = rl_model_adamw(r.m, &o.opt);
         r.state[1]++;
-        double dt = now_s() - t0;
+        double dt = rl_now_s() - t0;
         long step = (long)r.state[1];
         double vr = -1, ve = -1;
         if (val.n && (step % o.val_every == 0 || step == o.steps))
-            evaluate(r.m, &val, o.val_n, 16, &vr, &ve);
+            rl_evaluate(r.m, &val, o.val_n, 16, &vr, &ve);
         if (rank == 0) {
             if (!o.quiet)
                 printf("sft step %ld/%d loss %.4f grad_norm %.3f tokens/s %.0f%s", step, o.steps,
@@ -628,7 +648,7 @@ int trainerd_sft_main(int argc, char **argv)
                 fflush(logf);
             }
         }
-        batch_free(&bt);
+        rl_batch_free(&bt);
         free(pp);
         free(rr);
         free(np);
@@ -637,17 +657,17 @@ int trainerd_sft_main(int argc, char **argv)
             char dir[4096];
             snprintf(dir, sizeof dir, "%s/step_%06ld", o.out, step);
             if (rank == 0) {
-                save(&r, &o, o.out); /* ensure the parent exists */
-                if (save(&r, &o, dir)) rc = 1;
+                rl_run_save(&r, &o, o.out); /* ensure the parent exists */
+                if (rl_run_save(&r, &o, dir)) rc = 1;
             }
         }
     }
-    if (o.out && save(&r, &o, o.out)) rc = 1;
+    if (o.out && rl_run_save(&r, &o, o.out)) rc = 1;
     if (logf) fclose(logf);
     free(pick);
     free(dlogp);
-    dataset_free(&d);
-    dataset_free(&val);
+    rl_dataset_free(&d);
+    rl_dataset_free(&val);
     rl_model_free(r.m);
     rl_dist_finalize();
     return rc;
@@ -661,12 +681,12 @@ typedef struct {
 
 /* Testing aid: a random model and batch, logp and the GRPO loss/gradient, all in one
  * safetensors file a numpy reference re-computes (tests/integration/test_rl_numpy.py). */
-static int dump_check(const opts *o)
+static int dump_check(const rl_opts *o)
 {
-    run r;
-    if (run_open(&r, o)) return 1;
+    rl_run r;
+    if (rl_run_open(&r, o)) return 1;
     rl_model *m = r.m;
-    uint64_t rng = mix64(o->seed ^ 77);
+    uint64_t rng = rl_mix64(o->seed ^ 77);
     for (size_t i = 0; i < m->nparams; i++) m->params[i] += 0.3f * rl_rng_normal(&rng);
     int G = o->group, P = o->prompts, B = P * G, T = m->cfg.max_seq < 12 ? m->cfg.max_seq : 12;
     int N = B * T, V = m->cfg.vocab;
@@ -731,7 +751,8 @@ static int dump_check(const opts *o)
     return rc ? 1 : 0;
 }
 
-static void grpo_step(run *r, const opts *o, const dataset *d, const rl_model *ref, step_stats *ss)
+static void grpo_step(rl_run *r, const rl_opts *o, const rl_dataset *d, const rl_model *ref,
+                      step_stats *ss)
 {
     int P = o->prompts, G = o->group, rank = rl_dist_rank(), world = rl_dist_world();
     int *pick = agl_malloc(sizeof(int) * P);
@@ -750,13 +771,14 @@ static void grpo_step(run *r, const opts *o, const dataset *d, const rl_model *r
     }
     /* every rank generates only its own sequences; RNG streams are keyed by the global index */
     int s0 = plo * G;
-    generate(r->m, B, s0, pp + s0, np + s0, o->max_new, o->temperature, o->top_p, gen_seed, out,
-             len, NULL);
+    rl_generate(r->m, B, s0, pp + s0, np + s0, o->max_new, o->temperature, o->top_p, gen_seed, out,
+                len, NULL);
     float *rew = agl_calloc((size_t)BG + 1, sizeof(float));
     double exact = 0;
     for (int i = 0; i < B; i++) {
         int ex;
-        rew[s0 + i] = verify(out + (size_t)i * o->max_new, len[i], &d->ex[pick[(s0 + i) / G]], &ex);
+        rew[s0 + i] =
+            rl_verify(out + (size_t)i * o->max_new, len[i], &d->ex[pick[(s0 + i) / G]], &ex);
         exact += ex;
     }
     rl_dist_sum_f(rew, (size_t)BG); /* all ranks see all rewards (for stats and the shuffle) */
@@ -789,8 +811,8 @@ static void grpo_step(run *r, const opts *o, const dataset *d, const rl_model *r
     /* training batch: this rank's sequences */
     const int **rr = agl_malloc(sizeof *rr * (B + 1));
     for (int i = 0; i < B; i++) rr[i] = out + (size_t)i * o->max_new;
-    batch bt;
-    batch_build(&bt, B, pp + s0, np + s0, rr, len);
+    rl_batch bt;
+    rl_batch_build(&bt, B, pp + s0, np + s0, rr, len);
     int N = bt.B * bt.T;
     double cnt[2] = {0, 0}; /* tokens, non-empty sequences */
     for (int n = 0; n < N; n++) cnt[0] += bt.mask[n];
@@ -825,26 +847,31 @@ static void grpo_step(run *r, const opts *o, const dataset *d, const rl_model *r
     ss->resp_len = m[6] / BG;
     ss->tokens = cnt[0];
     rl_model_adamw(r->m, &o->opt);
-    batch_free(&bt);
+    rl_batch_free(&bt);
     free(pick), free(pp), free(np), free(len), free(out), free(rew), free(gi), free(adv);
     free(rr), free(refl), free(old), free(dl);
 }
 
 int trainerd_rl_main(int argc, char **argv)
 {
-    opts o;
+    rl_opts o;
     rl_dist_init(&argc, &argv);
-    if (parse_opts("rl", argc, argv, &o)) return 2;
+    if (rl_parse_opts("rl", argc, argv, &o)) return 2;
     if (o.dump_check) return dump_check(&o);
     if (!o.data) {
         fprintf(stderr, "trainerd rl: --train FILE.jsonl is required\n");
         return 2;
     }
-    run r;
-    if (run_open(&r, &o)) return 1;
-    dataset d, val = {0};
-    if (dataset_load(&d, o.data, &r.tok, "answer", r.m->cfg.max_seq)) return 1;
-    if (o.val && dataset_load(&val, o.val, &r.tok, "answer", r.m->cfg.max_seq)) return 1;
+    if (o.store) {
+        int rc = rl_store_main(&o);
+        rl_dist_finalize();
+        return rc;
+    }
+    rl_run r;
+    if (rl_run_open(&r, &o)) return 1;
+    rl_dataset d, val = {0};
+    if (rl_dataset_load(&d, o.data, &r.tok, "answer", r.m->cfg.max_seq)) return 1;
+    if (o.val && rl_dataset_load(&val, o.val, &r.tok, "answer", r.m->cfg.max_seq)) return 1;
     if (o.prompts % rl_dist_world()) {
         fprintf(stderr, "trainerd rl: --prompts must be a multiple of the number of ranks\n");
         return 2;
@@ -858,7 +885,7 @@ int trainerd_rl_main(int argc, char **argv)
     FILE *logf = o.log_path && rank == 0 ? fopen(o.log_path, "a") : NULL;
     if (val.n && r.state[1] == 0) {
         double vr, ve;
-        evaluate(r.m, &val, o.val_n, o.max_new, &vr, &ve);
+        rl_evaluate(r.m, &val, o.val_n, o.max_new, &vr, &ve);
         if (rank == 0 && !o.quiet) printf("rl step 0 val_reward %.3f val_exact %.3f\n", vr, ve);
         if (logf) {
             fprintf(logf, "{\"step\":0,\"val_reward\":%.4f,\"val_exact\":%.4f}\n", vr, ve);
@@ -866,14 +893,14 @@ int trainerd_rl_main(int argc, char **argv)
         }
     }
     while ((int)r.state[1] < o.steps) {
-        double t0 = now_s();
+        double t0 = rl_now_s();
         step_stats ss;
         grpo_step(&r, &o, &d, ref, &ss);
         r.state[1]++;
         long step = (long)r.state[1];
-        double dt = now_s() - t0, vr = -1, ve = -1;
+        double dt = rl_now_s() - t0, vr = -1, ve = -1;
         if (val.n && (step % o.val_every == 0 || step == o.steps))
-            evaluate(r.m, &val, o.val_n, o.max_new, &vr, &ve);
+            rl_evaluate(r.m, &val, o.val_n, o.max_new, &vr, &ve);
         if (rank == 0) {
             if (!o.quiet) {
                 printf("rl step %ld/%d reward %.3f±%.3f exact %.2f zero_var %.2f clip %.3f "
@@ -900,14 +927,14 @@ int trainerd_rl_main(int argc, char **argv)
         if (o.save_every > 0 && step % o.save_every == 0 && o.out) {
             char dir[4096];
             snprintf(dir, sizeof dir, "%s/step_%06ld", o.out, step);
-            if (save(&r, &o, o.out) || save(&r, &o, dir)) rc = 1;
+            if (rl_run_save(&r, &o, o.out) || rl_run_save(&r, &o, dir)) rc = 1;
         }
     }
-    if (o.out && save(&r, &o, o.out)) rc = 1;
+    if (o.out && rl_run_save(&r, &o, o.out)) rc = 1;
     if (logf) fclose(logf);
     rl_model_free(ref);
-    dataset_free(&d);
-    dataset_free(&val);
+    rl_dataset_free(&d);
+    rl_dataset_free(&val);
     rl_model_free(r.m);
     rl_dist_finalize();
     return rc;

@@ -1,0 +1,90 @@
+/* rl_int — what rl.c (sft, in-process rl), loop_store.c (rl through stored + runnerd) and
+ * server.c (the policy server) share inside trainerd/rl: options, data, batches, the run state
+ * and the sampling helpers. Internal to trainerd; not a library interface. */
+#ifndef RL_INT_H
+#define RL_INT_H
+
+#include "ckpt.h"
+#include "grpo.h"
+#include "model.h"
+#include "tok.h"
+
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- options */
+typedef struct {
+    const char *model, *data, *val, *out, *resume, *log_path, *tokenizer, *dump_check;
+    int steps, batch, prompts, group, max_new, threads, save_every, val_every, val_n;
+    int norm_std, shuffle_rewards, quiet, keep_optimizer;
+    uint64_t seed;
+    float temperature, top_p, adv_eps;
+    rl_adamw opt;
+    rl_grpo_cfg grpo;
+    /* trainerd rl --store / trainerd serve */
+    const char *store, *listen, *serve_url, *model_name, *serve_log, *adapter;
+    double rollout_timeout; /* seconds a step waits for its rollouts (0 = no limit) */
+    int max_batch;          /* sequences the policy server decodes together */
+} rl_opts;
+
+/* Parses the options of `trainerd CMD` ("sft", "rl", "serve"); prints and returns -1 on error. */
+int rl_parse_opts(const char *cmd, int argc, char **argv, rl_opts *o);
+
+/* ---------------------------------------------------------------- data */
+typedef struct {
+    int *p, np; /* prompt ids (BOS prepended) */
+    int *r, nr; /* response / answer ids (EOS appended) */
+} rl_example;
+
+typedef struct {
+    rl_example *ex;
+    int n;
+} rl_dataset;
+
+/* Reads JSONL with keys "prompt" and `rkey`. Returns 0 or -1 (message printed). */
+int rl_dataset_load(rl_dataset *d, const char *path, const rl_tok *tok, const char *rkey,
+                    int max_seq);
+void rl_dataset_free(rl_dataset *d);
+
+/* A batch of sequences [prompt ; response], right-padded to T. Targets score response tokens. */
+typedef struct {
+    int B, T;
+    int *tokens, *targets;
+    float *mask; /* 1 where targets[n] is a response token */
+} rl_batch;
+
+void rl_batch_build(rl_batch *bt, int B, const int *const *prompt, const int *np,
+                    const int *const *resp, const int *nr);
+void rl_batch_free(rl_batch *bt);
+
+/* ---------------------------------------------------------------- run state */
+typedef struct {
+    rl_model *m;
+    rl_tok tok;
+    uint64_t state[RL_STATE_WORDS]; /* [0] data RNG, [1] steps done */
+} rl_run;
+
+/* Loads --model/--resume (and the tokenizer); returns 0 or -1 (message printed). */
+int rl_run_open(rl_run *r, const rl_opts *o);
+/* Saves a checkpoint into dir on rank 0. Returns 0 or -1 (message printed). */
+int rl_run_save(rl_run *r, const rl_opts *o, const char *dir);
+
+/* ---------------------------------------------------------------- sampling */
+uint64_t rl_mix64(uint64_t x);
+/* Samples one id from logits (pad and bos excluded; logits are modified). temperature 0 =
+ * greedy. Returns the id and its log-prob under the temperature-scaled distribution. */
+int rl_sample(float *logits, int V, float temp, float top_p, uint64_t *rng, float *lp);
+/* In-process batched generation (see rl.c). */
+void rl_generate(const rl_model *m, int n, int base, const int *const *prompt, const int *np,
+                 int max_new, float temp, float top_p, uint64_t seed, int *out, int *len,
+                 float *lps);
+/* Built-in verifier: matched positions of answer+EOS over its length. */
+float rl_verify(const int *resp, int nr, const rl_example *e, int *exact);
+/* Greedy evaluation on up to n examples: mean reward and exact-match fraction. */
+void rl_evaluate(const rl_model *m, const rl_dataset *d, int n, int max_new, double *reward,
+                 double *exact);
+double rl_now_s(void);
+
+/* `trainerd rl --store URL`: the loop through stored + runnerd (loop_store.c). */
+int rl_store_main(rl_opts *o);
+
+#endif
