@@ -242,6 +242,12 @@ def test_trainer_fit_with_two_runners(store, monkeypatch):
         assert ours["final_reward"] == expected_reward(task)
         want = json.loads(json.dumps([t.model_dump() for t in TracerTraceToTriplet().adapt(ref_spans)]))
         assert ours["triplets"] == want
+        # No LLM runs here, so also treat the agent's message span as the "call": the trace
+        # tree, reward matching and attribute unflattening then all act on real tracer spans.
+        ours = _get(f"{base}/rollouts/{rid}/triplets", llm_call_match=r"agentlightning\.message")
+        ref = TracerTraceToTriplet(llm_call_match=r"agentlightning\.message").adapt(ref_spans)
+        want = json.loads(json.dumps([t.model_dump() for t in ref]))
+        assert len(want) == 1 and ours["triplets"] == want, (ours["triplets"], want)
         assert set(by_name) == {"agentlightning.operation", "agentlightning.message", "agentlightning.annotation"}
 
     # Both runner processes talked to the store as distinct workers.
