@@ -52,7 +52,7 @@ BINS := $(BUILD)/bin/stored $(BUILD)/bin/runnerd $(BUILD)/bin/trainerd
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null)
 UNIT_BIN := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit integration compat mpi-build bench bench-store demo format format-check lint install clean venv
+.PHONY: all deps test unit integration compat mpi-build bench bench-store bench-apo demo format format-check lint install clean venv
 all: $(BINS)
 
 # ---- generated protobuf code ----
@@ -61,6 +61,9 @@ $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto
 	protoc-c --proto_path=proto --c_out=$(GEN) $<
 $(GEN)/%.pb-c.o: $(GEN)/%.pb-c.c | $(PROTO_C)
 	$(CC) $(CFLAGS) -Wno-error -c -o $@ $<
+
+# generated sources are kept (not make intermediates), so nothing is regenerated needlessly
+.SECONDARY: $(PROTO_C) $(PROTO_C:.c=.h) $(GEN)/migrations.c
 
 # every object may include generated headers
 $(BUILD)/obj/%.o: %.c | $(PROTO_C)
@@ -130,7 +133,7 @@ test: deps
 	$(MAKE) integration
 	$(MAKE) compat
 
-bench: all $(VENV)/.ok bench-store
+bench: all $(VENV)/.ok bench-store bench-apo
 	@if [ -f tests/bench/run.py ]; then AGL_BUILD=$(BUILD) $(VENV)/bin/python tests/bench/run.py; fi
 
 # Store benchmark (docs/performance.md): stored vs the reference server vs pgbench, one table.
@@ -140,6 +143,12 @@ $(BUILD)/bench/loadgen: tests/bench/loadgen.c
 	$(CC) $(CFLAGS) -o $@ $< -pthread
 bench-store: all $(BUILD)/bench/loadgen $(VENV)/.ok
 	$(VENV)/bin/python tests/bench/bench_store.py --build $(BUILD) $(BENCH_ARGS)
+
+# APO benchmark (docs/performance.md): trainerd apo vs the reference APO.run, same stored/runnerd/
+# fake LLM, one table. The reference renders its prompts with poml (not in tests/requirements.txt).
+bench-apo: all $(VENV)/.ok
+	@$(VENV)/bin/python -c 'import poml' 2>/dev/null || $(VENV)/bin/pip install -q poml==0.0.8
+	$(VENV)/bin/python tests/bench/bench_apo.py --build $(BUILD) $(BENCH_APO_ARGS)
 
 demo: deps
 	$(MAKE) all
