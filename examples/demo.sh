@@ -7,8 +7,8 @@
 #   3. the same GRPO run with rewards shuffled across each batch (must not improve)
 # Writes $DEMO_DIR/{rl.jsonl,control.jsonl,curve.svg} and fails if the real run does not reach
 # 80% held-out exact match or the control improves.
-# Not yet in this demo: rollouts through stored + runnerd's LLM proxy (issue 8, step 5) — the
-# trainer generates with its own KV-cache decoder in-process.
+# The same loop through stored + runnerd + the policy server is examples/rl/store_demo.sh; here the
+# trainer generates with its own KV-cache decoder in-process, which is what fits in a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${AGL_BUILD:-build}

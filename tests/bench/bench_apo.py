@@ -123,7 +123,8 @@ def run_ours(a, build: str, store_url: str, llm: FakeLLM, tmp: str) -> dict:
         rep = json.load(f)
     return {"wall_seconds": wall, "best_score": rep["best"]["score"],
             "best_version": rep["best"]["version"], "report_rollouts": rep.get("rollouts"),
-            "candidates": len(rep["candidates"])}
+            "candidates": len(rep["candidates"]),
+            "evaluations": sum(len(c["evaluations"]) for c in rep["candidates"])}
 
 
 def run_reference(a, store_url: str, llm: FakeLLM, tmp: str, train: list, val: list) -> dict:
@@ -252,12 +253,14 @@ def main() -> int:
             f"fake LLM {a.latency * 1000:.0f} ms per call; total {time.monotonic() - t_start:.0f} s")
     print(head)
     print(render_text(rows))
+    for line in notes(res, a):
+        print(line)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"when": when, "head": head, "results": res}, f, indent=1)
     if a.md:
         with open(a.md, "w") as f:
-            f.write(head + "\n\n" + render_md(rows) + "\n")
+            f.write(head + "\n\n" + render_md(rows) + "\n\n" + "\n".join(notes(res, a)) + "\n")
     return 0
 
 
@@ -291,6 +294,21 @@ def table(res: dict) -> list:
                      f"{llm.get('agent-model', 0)}", f"{r['llm_peak']}",
                      f"{r['best_version']}: {r['best_score']:.3f}", up, up2])
     return rows
+
+
+def notes(res: dict, a) -> list:
+    out = []
+    for which, r in res.items():
+        agent = r["llm"].get("agent-model", 0)
+        line = (f"{which}: {r.get('evaluations', '?')} evaluations; runner floor "
+                f"{agent} agent calls x {a.latency:g} s / {a.workers} workers = "
+                f"{agent * a.latency / a.workers:.1f} s")
+        if which == "reference":
+            line += (f"; {r['wait_polls']} store polls (2 s sleep after each unfinished one); "
+                     f"POML {r['poml_calls']} renders, {r['poml_seconds']:.1f} s; Python start-up "
+                     f"and imports {r['process_seconds'] - r['wall_seconds']:.1f} s (not counted)")
+        out.append(line)
+    return out
 
 
 def render_text(rows: list) -> str:

@@ -34,11 +34,16 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     main_llm = LLM(**cfg["main_llm"])
 
+    stats = {"poml_calls": 0, "poml_seconds": 0.0, "evaluations": 0, "wait_polls": 0}
+
     class Store(LightningStoreClient):
         async def update_resources(self, resources_id, resources):
+            stats["evaluations"] += 1  # APO publishes once per evaluation
             return await super().update_resources(resources_id, {**resources, "main_llm": main_llm})
 
-    stats = {"poml_calls": 0, "poml_seconds": 0.0, "update_resources": 0}
+        async def wait_for_rollouts(self, *a, **kw):
+            stats["wait_polls"] += 1
+            return await super().wait_for_rollouts(*a, **kw)
     real_poml = apo_mod.poml.poml
 
     def timed_poml(*a, **kw):

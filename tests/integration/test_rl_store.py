@@ -176,8 +176,10 @@ def test_serve_concurrent_requests_are_batched_deterministically(server):
 
 
 def test_rl_store_loop(store, warm, tmp_path):
+    # the agent uses the chat API here (examples/rl/store_demo.sh uses completions)
     runner = Runnerd(store.url, "--agent", f"exec:{PY} examples/rl/reverse_agent.py",
-                     "--workers", "4", "--poll-interval", "0.1", "--log-level", "info")
+                     "--workers", "4", "--poll-interval", "0.1", "--log-level", "info",
+                     env={"AGENT_API": "chat"})
     steps, P, G = 3, 4, 4
     log, serve_log, out = tmp_path / "rl.jsonl", tmp_path / "serve.jsonl", tmp_path / "policy"
     try:
@@ -199,6 +201,10 @@ def test_rl_store_loop(store, warm, tmp_path):
     for x in train:
         assert x["rollouts"] == x["finished"] == x["succeeded"] == x["rows"] == P * G, x
         assert x["tokens"] > 0 and x["rows_dropped"] == 0
+        # every row's ids are those the server generated for that response id, and with the
+        # same weights the trainer's log-probs of them equal the server's at the same positions
+        assert x["ids_verified"] == P * G and x["ids_mismatched"] == 0, x
+        assert x["server_logprob_abs_diff"] < 1e-4, x
     vals = [x["step"] for x in rows if "val_reward" in x]
     assert vals == [0, 2, 3]
 

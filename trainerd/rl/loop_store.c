@@ -143,10 +143,11 @@ static int wait_all(agl_store_client *sc, char **ids, int n, double timeout)
         for (int i = 0; i < n; i++) json_array_append_new(want, json_string(ids[i]));
         json_t *out = call(sc, "/v1/agl/waits/rollouts",
                            json_pack("{s:o, s:f}", "rollout_ids", want, "timeout", 2.0));
+        int failed = out == NULL;
         done = (int)json_array_size(out);
         json_decref(out);
         if (done >= n || (deadline && agl_monotonic() > deadline)) break;
-        if (!out) agl_sleep(0.5);
+        if (failed) agl_sleep(0.5);
     }
     return done;
 }
@@ -190,24 +191,16 @@ static int id_array(json_t *a, int V, int **out)
     return (int)n;
 }
 
-/* The server's log-prob of response token k as recorded in a triplet, or NAN. */
-static double triplet_lp(json_t *lps, size_t k)
-{
-    json_t *v = json_array_get(lps, k);
-    if (json_is_object(v)) v = json_object_get(v, "logprob");
-    return json_is_number(v) ? json_number_value(v) : NAN;
-}
-
 /* ---------------------------------------------------------------- one step */
 typedef struct {
     double reward_mean, reward_std, exact, zero_var, clipfrac, approx_kl, kl, entropy, resp_len;
     double loss, tokens, wait_s, train_s, lp_diff;
-    int rollouts, finished, succeeded, rows, dropped;
+    int rollouts, finished, succeeded, rows, dropped, verified, mismatched;
 } store_stats;
 
 typedef struct {
     int *p, np, *r, nr, rollout;
-    json_t *lps; /* the triplet's response logprobs, when recorded */
+    char *response_id; /* the LLM response the triplet came from */
 } row;
 
 static void rows_free(row *rows, int n)
@@ -215,7 +208,7 @@ static void rows_free(row *rows, int n)
     for (int i = 0; i < n; i++) {
         free(rows[i].p);
         free(rows[i].r);
-        json_decref(rows[i].lps);
+        free(rows[i].response_id);
     }
     free(rows);
 }
@@ -253,8 +246,9 @@ static int collect(json_t *items, char **ids, int n, const rl_model *m, float *r
                 ss->dropped++;
                 continue;
             }
-            json_t *lps = json_object_get(resp, "logprobs");
-            if (json_array_size(lps) == (size_t)w.nr) w.lps = json_incref(lps);
+            const char *rid =
+                json_string_value(json_object_get(json_object_get(tr, "metadata"), "response_id"));
+            w.response_id = rid ? agl_strdup(rid) : NULL;
             if (nrows == cap) {
                 cap = cap ? 2 * cap : 64;
                 rows = agl_realloc(rows, sizeof *rows * (size_t)cap);
@@ -356,16 +350,20 @@ static int grpo_store_step(rl_run *r, const rl_opts *o, agl_store_client *sc, rl
         /* the forward reads the weights only; generation may run beside it */
         rl_model_forward(r->m, bt.tokens, bt.targets, bt.B, bt.T);
         memcpy(old, r->m->a.logp, sizeof(float) * NT); /* μ = 1: π_old recomputed here */
-        /* trainer vs server log-probs of the same tokens (when the proxy recorded them) */
+        /* the rows' ids against what the server generated for that response, and its
+         * log-probs against the trainer's on the same positions (same weights: equal up to
+         * float rounding) */
         double diff = 0;
         long nd = 0;
-        for (int i = 0; i < nrows; i++)
-            for (int k = 0; rows[i].lps && k < nr[i]; k++) {
-                double s = triplet_lp(rows[i].lps, (size_t)k);
-                if (isnan(s)) continue;
-                diff += fabs(s - r->m->a.logp[(size_t)i * bt.T + np[i] - 1 + k]);
-                nd++;
-            }
+        float *slp = agl_malloc(sizeof(float) * (size_t)(bt.T + 1));
+        for (int i = 0; i < nrows; i++) {
+            int v = rl_server_lookup(srv, rows[i].response_id, pp[i], np[i], rr[i], nr[i], slp);
+            ss->verified += v == 1;
+            ss->mismatched += v == 0;
+            for (int k = 0; v == 1 && k < nr[i]; k++, nd++)
+                diff += fabs(slp[k] - r->m->a.logp[(size_t)i * bt.T + np[i] - 1 + k]);
+        }
+        free(slp);
         ss->lp_diff = nd ? diff / nd : NAN;
         rl_grpo_stats st;
         rl_grpo_loss(&o->grpo, r->m->a.logp, old, refl, radv, bt.mask, bt.B, bt.T, ntok, nseq, dl,
@@ -537,11 +535,13 @@ int rl_store_main(rl_opts *o)
                     "\"zero_var_frac\":%.4f,\"clip_frac\":%.5f,\"approx_kl\":%.6f,\"kl\":%.6f,"
                     "\"entropy\":%.5f,\"response_len\":%.3f,\"loss\":%.6f,\"tokens\":%.0f,"
                     "\"rollouts\":%d,\"finished\":%d,\"succeeded\":%d,\"rows\":%d,"
-                    "\"rows_dropped\":%d,\"wait_s\":%.4f,\"train_s\":%.4f,\"step_s\":%.4f,"
+                    "\"rows_dropped\":%d,\"ids_verified\":%d,\"ids_mismatched\":%d,\"wait_s\":%.4f,"
+                    "\"train_s\":%.4f,\"step_s\":%.4f,"
                     "\"resources_id\":\"%s\"",
                     step, ss.reward_mean, ss.reward_std, ss.exact, ss.zero_var, ss.clipfrac,
                     ss.approx_kl, ss.kl, ss.entropy, ss.resp_len, ss.loss, ss.tokens, ss.rollouts,
-                    ss.finished, ss.succeeded, ss.rows, ss.dropped, ss.wait_s, ss.train_s, dt, rid);
+                    ss.finished, ss.succeeded, ss.rows, ss.dropped, ss.verified, ss.mismatched,
+                    ss.wait_s, ss.train_s, dt, rid);
             if (!isnan(ss.lp_diff)) fprintf(logf, ",\"server_logprob_abs_diff\":%.6g", ss.lp_diff);
             if (vr >= 0) fprintf(logf, ",\"val_reward\":%.4f,\"val_exact\":%.4f", vr, ve);
             fprintf(logf, "}\n");

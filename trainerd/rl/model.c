@@ -474,6 +474,7 @@ void rl_model_forward(rl_model *m, const int *tokens, const int *targets, int B,
             if (z[i] > mx) mx = z[i];
         double sum = 0.0;
         for (int i = 0; i < V; i++) sum += exp((double)(z[i] - mx));
+        // cppcheck-suppress invalidFunctionArg ; sum >= 1: the max term is exp(0)
         double lse = mx + log(sum);
         a->logp[n] = targets && targets[n] >= 0 ? (float)(z[targets[n]] - lse) : 0.0f;
         double ent = 0.0;
@@ -608,12 +609,19 @@ double rl_model_adamw(rl_model *m, const rl_adamw *o)
 }
 
 /* ---------------------------------------------------------------- KV-cache decoding */
-void rl_kv_init(rl_kv *kv, const rl_config *c)
+void rl_kv_init_cap(rl_kv *kv, const rl_config *c, int cap)
 {
-    size_t n = (size_t)c->layers * c->max_seq * c->kv_heads * c->head_dim;
+    if (cap > c->max_seq || cap < 1) cap = c->max_seq;
+    size_t n = (size_t)c->layers * cap * c->kv_heads * c->head_dim;
     kv->k = agl_malloc(n * sizeof(float));
     kv->v = agl_malloc(n * sizeof(float));
     kv->len = 0;
+    kv->cap = cap;
+}
+
+void rl_kv_init(rl_kv *kv, const rl_config *c)
+{
+    rl_kv_init_cap(kv, c, c->max_seq);
 }
 
 void rl_kv_free(rl_kv *kv)
@@ -651,7 +659,7 @@ void rl_model_step(const rl_model *m, rl_kv *kv, int token, float *logits, float
     const float *cs = m->rope_cos + (size_t)pos * half, *sn = m->rope_sin + (size_t)pos * half;
     memcpy(x, m->t[RL_EMBED] + (size_t)token * C, sizeof(float) * C);
     for (int l = 0; l < c->layers; l++) {
-        float *kc = kv->k + (size_t)l * c->max_seq * KD, *vc = kv->v + (size_t)l * c->max_seq * KD;
+        float *kc = kv->k + (size_t)l * kv->cap * KD, *vc = kv->v + (size_t)l * kv->cap * KD;
         vec_rmsnorm(xn, x, LAYER(m->t[RL_LN1], l, C), C, c->rms_eps);
         vec_matmul(q, xn, LAYER(m->t[RL_WQ], l, (size_t)QD * C),
                    c->qkv_bias ? LAYER(m->t[RL_BQ], l, QD) : NULL, C, QD);

@@ -123,16 +123,20 @@ double rl_model_adamw(rl_model *m, const rl_adamw *opt);
 
 /* ---- generation with a KV cache ---- */
 typedef struct {
-    float *k, *v; /* (L, max_seq, KV*D) */
+    float *k, *v; /* (L, cap, KV*D) */
     int len;      /* positions filled */
+    int cap;      /* positions it holds (<= max_seq) */
 } rl_kv;
 
 void rl_kv_init(rl_kv *kv, const rl_config *c);
+/* A cache for at most cap positions (clamped to [1, max_seq]): what a server needs for one
+ * sequence of prompt + max_tokens instead of the model's whole context. */
+void rl_kv_init_cap(rl_kv *kv, const rl_config *c, int cap);
 void rl_kv_free(rl_kv *kv);
 /* Scratch floats one rl_model_step call needs. */
 size_t rl_step_scratch_size(const rl_config *c);
-/* Feeds one token at position kv->len, writes the next-token logits (V) when logits != NULL,
- * and advances the cache. Thread-safe across distinct kv/scratch (reads the model only). */
+/* Feeds one token at position kv->len (< kv->cap), writes the next-token logits (V) when logits !=
+ * NULL, and advances the cache. Thread-safe across distinct kv/scratch (reads the model only). */
 void rl_model_step(const rl_model *m, rl_kv *kv, int token, float *logits, float *scratch);
 
 /* ---- RNG (xorshift64*, checkpointable as one u64) ---- */

@@ -75,6 +75,14 @@ struct job {
     long version;
 };
 
+#define NREC 8192
+typedef struct {
+    char id[64];
+    int *ids; /* prompt then response */
+    float *lp;
+    int np, nr;
+} rec;
+
 struct rl_server {
     rl_model *m;
     const rl_tok *tok;
@@ -93,16 +101,56 @@ struct rl_server {
     atomic_long requests, tokens, counter;
     FILE *log;
     pthread_mutex_t log_mu;
+    rec *recs; /* ring of the last NREC responses' choice 0 */
+    long nrec;
+    pthread_mutex_t rec_mu;
 };
+
+static void remember(rl_server *s, const job *j, const char *id)
+{
+    const seq *q = &j->seqs[0];
+    pthread_mutex_lock(&s->rec_mu);
+    rec *r = &s->recs[s->nrec++ % NREC];
+    free(r->ids);
+    free(r->lp);
+    snprintf(r->id, sizeof r->id, "%s", id);
+    r->np = q->np;
+    r->nr = q->n;
+    r->ids = agl_malloc(sizeof(int) * (size_t)(q->np + q->n));
+    memcpy(r->ids, q->prompt, sizeof(int) * (size_t)q->np);
+    memcpy(r->ids + q->np, q->out, sizeof(int) * (size_t)q->n);
+    r->lp = agl_malloc(sizeof(float) * (size_t)(q->n + 1));
+    memcpy(r->lp, q->lp, sizeof(float) * (size_t)q->n);
+    pthread_mutex_unlock(&s->rec_mu);
+}
+
+int rl_server_lookup(rl_server *s, const char *id, const int *prompt, int np, const int *resp,
+                     int nr, float *lp)
+{
+    int rc = -1;
+    pthread_mutex_lock(&s->rec_mu);
+    long lo = s->nrec > NREC ? s->nrec - NREC : 0;
+    for (long i = s->nrec - 1; id && i >= lo; i--) {
+        rec *r = &s->recs[i % NREC];
+        if (strcmp(r->id, id)) continue;
+        rc = r->np == np && r->nr == nr && !memcmp(r->ids, prompt, sizeof(int) * (size_t)np) &&
+             !memcmp(r->ids + np, resp, sizeof(int) * (size_t)nr);
+        if (rc) memcpy(lp, r->lp, sizeof(float) * (size_t)nr);
+        break;
+    }
+    pthread_mutex_unlock(&s->rec_mu);
+    return rc;
+}
 
 /* ---------------------------------------------------------------- decoding */
 static double logsumexp(const float *x, int n)
 {
-    float mx = x[0];
+    int at = 0; /* n >= 1 */
     for (int i = 1; i < n; i++)
-        if (x[i] > mx) mx = x[i];
-    double s = 0;
-    for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
+        if (x[i] > x[at]) at = i;
+    double s = 1.0, mx = x[at]; /* the max term */
+    for (int i = 0; i < n; i++)
+        if (i != at) s += exp((double)x[i] - mx);
     return mx + log(s);
 }
 
@@ -122,7 +170,7 @@ static void seq_advance(const rl_server *s, seq *q)
     const job *j = q->j;
     int V = m->cfg.vocab;
     if (!q->started) {
-        rl_kv_init(&q->kv, &m->cfg);
+        rl_kv_init_cap(&q->kv, &m->cfg, q->np + q->cap - 1); /* the last token is not fed */
         q->scratch = agl_malloc(sizeof(float) * rl_step_scratch_size(&m->cfg));
         q->logits = agl_malloc(sizeof(float) * V);
         for (int t = 0; t < q->np; t++)
@@ -131,22 +179,20 @@ static void seq_advance(const rl_server *s, seq *q)
     }
     float *lg = q->logits;
     double lse = logsumexp(lg, V);
-    if (j->top > 0) { /* top alternatives of the raw distribution */
-        int *ti = q->top_id + (size_t)q->n * j->top;
+    if (j->top > 0) { /* top alternatives among the ids that can be sampled, raw log-probs */
+        int *ti = q->top_id + (size_t)q->n * j->top, k = 0;
         float *tl = q->top_lp + (size_t)q->n * j->top;
-        int k = j->top < V ? j->top : V;
-        for (int a = 0; a < k; a++) {
-            int best = -1;
-            for (int i = 0; i < V; i++) {
-                int used = 0;
-                for (int b = 0; b < a; b++) used |= ti[b] == i;
-                if (!used && (best < 0 || lg[i] > lg[best])) best = i;
-            }
-            ti[a] = best;
-            tl[a] = (float)(lg[best] - lse);
+        for (int i = RL_TOK_EOS; i < s->tok->vocab; i++) { /* insertion into a sorted top-k */
+            if (k == j->top && lg[i] <= lg[ti[k - 1]]) continue;
+            int p = k < j->top ? k++ : k - 1;
+            while (p > 0 && lg[ti[p - 1]] < lg[i]) ti[p] = ti[p - 1], p--;
+            ti[p] = i;
         }
+        for (int a = 0; a < k; a++) tl[a] = (float)(lg[ti[a]] - lse);
         for (int a = k; a < j->top; a++) ti[a] = -1;
     }
+    /* ids past the tokenizer (a vocab padded for the matrices) are no tokens: never sampled */
+    for (int i = s->tok->vocab; i < V; i++) lg[i] = -INFINITY;
     float tlp;
     int id = rl_sample(lg, V, j->temperature, j->top_p, &q->rng, &tlp);
     /* rl_sample masks other ids but never the one it picks: lg[id] is still the raw logit */
@@ -172,7 +218,7 @@ static void seq_advance(const rl_server *s, seq *q)
                 break;
             }
     }
-    if (!q->done && (q->n >= q->cap || q->kv.len >= m->cfg.max_seq)) q->done = 1, q->length = 1;
+    if (!q->done && (q->n >= q->cap || q->kv.len >= q->kv.cap)) q->done = 1, q->length = 1;
     if (!q->done) rl_model_step(m, &q->kv, id, lg, q->scratch);
     if (q->done) seq_release(q);
 }
@@ -796,6 +842,7 @@ static enum MHD_Result handle_generate(rl_server *s, struct MHD_Connection *conn
     agl_id_new(id, sizeof id, chat ? "chatcmpl-" : "cmpl-", 24);
     long created = (long)time(NULL);
     log_job(s, &j, id, created);
+    remember(s, &j, id);
     enum MHD_Result ret;
     if (j.stream) {
         size_t len;
@@ -898,6 +945,8 @@ rl_server *rl_server_start(rl_model *m, const rl_tok *tok, const rl_server_opts 
     snprintf(s->name, sizeof s->name, "%s", o->model_name ? o->model_name : "policy");
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->log_mu, NULL);
+    pthread_mutex_init(&s->rec_mu, NULL);
+    s->recs = agl_calloc(NREC, sizeof(rec));
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->done, NULL);
     pthread_rwlockattr_t ra;
@@ -908,6 +957,7 @@ rl_server *rl_server_start(rl_model *m, const rl_tok *tok, const rl_server_opts 
     if (o->log_path && !(s->log = fopen(o->log_path, "a"))) {
         snprintf(err, errlen, "cannot open %s", o->log_path);
         freeaddrinfo(ai);
+        free(s->recs);
         free(s);
         return NULL;
     }
@@ -922,6 +972,7 @@ rl_server *rl_server_start(rl_model *m, const rl_tok *tok, const rl_server_opts 
     if (!s->d) {
         snprintf(err, errlen, "cannot listen on %s (address in use?)", listen);
         if (s->log) fclose(s->log);
+        free(s->recs);
         free(s);
         return NULL;
     }
@@ -981,6 +1032,9 @@ void rl_server_stop(rl_server *s)
     pthread_cond_destroy(&s->done);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->log_mu);
+    pthread_mutex_destroy(&s->rec_mu);
+    for (int i = 0; i < NREC; i++) free(s->recs[i].ids), free(s->recs[i].lp);
+    free(s->recs);
     free(s);
 }
 

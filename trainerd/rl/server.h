@@ -50,6 +50,12 @@ const char *rl_server_url(const rl_server *s);
 void rl_server_pause(rl_server *s);
 /* Ends the pause; responses from now on report `version` (system_fingerprint "policy-vN"). */
 void rl_server_resume(rl_server *s, long version);
+/* The server remembers choice 0 of its last 8192 responses (what runnerd's proxy records as a
+ * triplet). Looks up response `id`: returns 1 when the prompt and response ids equal what it
+ * generated (then lp[k] = its log-prob of response token k, nr floats), 0 when they differ, -1
+ * when the id is unknown (evicted, or not this server's). */
+int rl_server_lookup(rl_server *s, const char *id, const int *prompt, int np, const int *resp,
+                     int nr, float *lp);
 /* Requests served and tokens generated so far. */
 void rl_server_stats(rl_server *s, long *requests, long *tokens);
 void rl_server_stop(rl_server *s);
