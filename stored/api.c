@@ -812,12 +812,10 @@ static agl_code h_add_span(agl_req *r, agl_error *err)
     agl_span sp;
     if ((code = agl_span_parse(body, "body", &r->arena, &sp, err))) return code;
     db_conn *db;
-    if ((code = req_db(r, &db, err))) return code;
+    if ((code = req_db_single(r, &db, err))) return code;
     store_tx t = tx_of(r, db);
     bool inserted = false;
-    if ((code = store_span_counter_raise(&t, sp.rollout_id, sp.sequence_id, err))) return code;
-    if ((code = store_spans_insert(&t, sp.rollout_id, sp.attempt_id, &sp, 1, &inserted, err)))
-        return code;
+    if ((code = store_span_add_one(&t, &sp, &inserted, err))) return code;
     if (inserted)
         agl_span_write(&r->out, &sp);
     else

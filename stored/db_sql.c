@@ -101,6 +101,25 @@ const char *const db_sql[SQL__COUNT] = {
         "INSERT INTO spans (rollout_id, attempt_id, span_id, sequence_id, trace_id, parent_id,"
         " name, start_time, end_time, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         " ON CONFLICT DO NOTHING RETURNING pos",
+    /* POST /v1/agl/spans in one autocommit statement (store-api.md §3 E24, §4.6): lock the
+     * rollout (the same lock order as E13: rollout, then attempt), raise its sequence counter,
+     * insert unless duplicate, and if a row went in, beat the attempt's heartbeat and promote a
+     * preparing/requeuing rollout whose latest attempt it is. An unknown attempt fails the
+     * foreign key, so nothing of the request remains. Returns (rollout found, span inserted). */
+    [SQL_SPAN_ADD_ONE] =
+        "WITH r AS (SELECT num_attempts FROM rollouts WHERE rollout_id = $1 FOR NO KEY UPDATE),"
+        " c AS (INSERT INTO span_counters AS c (rollout_id, value) SELECT $1, $4::bigint FROM r"
+        " ON CONFLICT (rollout_id) DO UPDATE SET value = GREATEST(c.value, EXCLUDED.value)),"
+        " s AS (INSERT INTO spans (rollout_id, attempt_id, span_id, sequence_id, trace_id,"
+        " parent_id, name, start_time, end_time, doc) SELECT $1, $2, $3, $4::bigint, $5, $6, $7,"
+        " $8::float8, $9::float8, $10::json FROM r ON CONFLICT DO NOTHING RETURNING 1),"
+        " a AS (UPDATE attempts SET last_heartbeat_time = $11::float8, status = CASE WHEN status"
+        " IN ('preparing', 'unresponsive') THEN 'running' ELSE status END WHERE rollout_id = $1"
+        " AND attempt_id = $2 AND EXISTS (SELECT 1 FROM s) RETURNING sequence_id),"
+        " u AS (UPDATE rollouts x SET status = 'running' FROM a, r WHERE x.rollout_id = $1"
+        " AND a.sequence_id = r.num_attempts AND x.status IN ('preparing', 'requeuing')"
+        " RETURNING 1)"
+        " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM s), (SELECT count(*) FROM u)",
     [SQL_STATISTICS] =
         "SELECT (SELECT count(*) FROM rollouts), (SELECT count(*) FROM attempts),"
         " (SELECT count(*) FROM spans) + COALESCE((SELECT value::bigint FROM store_info"

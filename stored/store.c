@@ -347,6 +347,37 @@ static agl_code span_insert_one(store_tx *t, const char *rollout_id, const char 
     return AGL_OK;
 }
 
+agl_code store_span_add_one(store_tx *t, const agl_span *s, bool *inserted, agl_error *err)
+{
+    const char *const params[] = {
+        s->rollout_id,
+        s->attempt_id,
+        s->span_id,
+        store_fmt_int(t->arena, s->sequence_id),
+        s->trace_id,
+        s->parent_id,
+        s->name,
+        opt_double(t, s->has_start_time, s->start_time),
+        opt_double(t, s->has_end_time, s->end_time),
+        s->json,
+        store_fmt_double(t->arena, t->now),
+    };
+    PGresult *res = db_exec(t->db, SQL_SPAN_ADD_ONE, NP(params), params, err);
+    if (!res) {
+        if (err->code == AGL_E_NOT_FOUND)
+            agl_error_set(err, AGL_E_NOT_FOUND, NULL, "attempt %s of rollout %s not found",
+                          s->attempt_id, s->rollout_id);
+        return err->code;
+    }
+    bool found = db_int(res, 0, 0) > 0;
+    *inserted = db_int(res, 0, 1) > 0;
+    PQclear(res);
+    if (!found)
+        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", s->rollout_id);
+    if (*inserted) metrics_spans_ingested(1);
+    return AGL_OK;
+}
+
 agl_code store_spans_insert(store_tx *t, const char *rollout_id, const char *attempt_id,
                             agl_span *spans, int n, bool *inserted, agl_error *err)
 {

@@ -67,6 +67,9 @@ agl_code store_dequeue(store_tx *t, long limit, const char *worker_id, agl_rollo
  * Unknown rollout/attempt → AGL_E_NOT_FOUND. *inserted[i] tells which were new. */
 agl_code store_spans_insert(store_tx *t, const char *rollout_id, const char *attempt_id,
                             agl_span *spans, int n, bool *inserted, agl_error *err);
+/* E24: one span in one autocommit statement (counter raise, insert, heartbeat). *inserted
+ * false for a duplicate; unknown rollout or attempt → AGL_E_NOT_FOUND. */
+agl_code store_span_add_one(store_tx *t, const agl_span *s, bool *inserted, agl_error *err);
 agl_code store_span_counter_raise(store_tx *t, const char *rollout_id, int64_t to, agl_error *err);
 /* Allocates count consecutive sequence ids; returns the first. */
 agl_code store_span_counter_next(store_tx *t, const char *rollout_id, int64_t count, int64_t *first,
