@@ -187,3 +187,6 @@ $(GEN)/migrations.c: $(MIGRATIONS) Makefile
 	   done; echo '{0, 0}};'; } > $@
 $(GEN)/migrations.o: $(GEN)/migrations.c
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# apo's critique/edit prompts are compiled in with .incbin: rebuild when a prompt file changes.
+$(BUILD)/obj/trainerd/apo/apo_prompts.o: $(wildcard trainerd/apo/prompts/*)
