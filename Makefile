@@ -162,7 +162,7 @@ format-check:
 	clang-format --dry-run -Werror $(FORMAT_SRC)
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --suppress=missingIncludeSystem --inline-suppr -Icommon -I$(GEN) common stored runnerd trainerd
+	  --suppress=missingIncludeSystem --suppress=unknownMacro --inline-suppr -Icommon -I$(GEN) common stored runnerd trainerd
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/agl/migrations

@@ -377,7 +377,7 @@ static agl_code one(agl_req *r, out_kind kind, agl_error *err)
         PQclear(res);
         return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", r->param[0]);
     }
-    sel s;
+    sel s = {0};
     const char **f[5] = {&s.rollout_id, &s.status, &s.mode, &s.resources_id, &s.attempt_id};
     for (int c = 0; c < 5; c++) *f[c] = agl_arena_strdup(&r->arena, db_val(res, 0, c));
     PQclear(res);

@@ -15,6 +15,7 @@ static const struct {
     {"rl", trainerd_rl_main, "GRPO reinforcement learning of a policy model"},
     {"sft", trainerd_sft_main, "supervised fine-tuning"},
     {"serve", trainerd_serve_main, "OpenAI-compatible policy server (token ids, log-probs)"},
+    {"model", trainerd_model_main, "inspect a real checkpoint: info, tokenize, logits, generate"},
 };
 
 static void usage(FILE *out)
@@ -30,7 +31,8 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "trainerd: expected a subcommand: apo, rl, serve or sft (see --help)\n");
+        fprintf(stderr,
+                "trainerd: expected a subcommand: apo, rl, sft, serve or model (see --help)\n");
         return 2;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -46,7 +48,8 @@ int main(int argc, char **argv)
     if (argv[1][0] == '-')
         fprintf(stderr, "trainerd: unknown option '%s' (see --help)\n", argv[1]);
     else
-        fprintf(stderr, "trainerd: unknown subcommand '%s': expected apo, rl, serve or sft\n",
+        fprintf(stderr,
+                "trainerd: unknown subcommand '%s': expected apo, rl, sft, serve or model\n",
                 argv[1]);
     return 2;
 }

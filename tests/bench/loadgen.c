@@ -40,13 +40,13 @@ static struct sockaddr_in server;
 static char host_hdr[128];
 static enum mode mode;
 static double deadline;
-static long count_limit;             /* dequeue modes: successes wanted in total */
-static atomic_long claimed;          /* dequeue modes: successes so far */
-static atomic_bool queue_dry;        /* a dequeue came back empty: stop everyone */
-static atomic_long worker_seq;       /* spreads ops over 1024 worker ids */
-static long ops_limit = -1;          /* --ops */
+static long count_limit;       /* dequeue modes: successes wanted in total */
+static atomic_long claimed;    /* dequeue modes: successes so far */
+static atomic_bool queue_dry;  /* a dequeue came back empty: stop everyone */
+static atomic_long worker_seq; /* spreads ops over 1024 worker ids */
+static long ops_limit = -1;    /* --ops */
 static atomic_long ops_started;
-static uint8_t *payload;             /* otlp */
+static uint8_t *payload; /* otlp */
 static size_t payload_len, off_rid, off_aid;
 
 /* A realistic heartbeat body: the shape and size (~350 B) of agentlightning's
@@ -108,10 +108,10 @@ static void buf_printf(buf *b, const char *fmt, ...)
 
 typedef struct {
     int fd;
-    buf in;      /* bytes received, not yet consumed */
-    buf req;     /* request being sent */
-    buf body;    /* body of the last response */
-    int status;  /* status of the last response */
+    buf in;     /* bytes received, not yet consumed */
+    buf req;    /* request being sent */
+    buf body;   /* body of the last response */
+    int status; /* status of the last response */
     uint64_t rng;
     /* per-thread results */
     double *lat;
@@ -217,8 +217,8 @@ static int read_response(conn *c, bool *close_after)
 
 /* One request; reconnects once if the kept-alive connection was closed under us. Returns the
  * HTTP status, or -1 on a transport failure. */
-static int http(conn *c, const char *method, const char *path, const char *ctype,
-                const void *body, size_t len)
+static int http(conn *c, const char *method, const char *path, const char *ctype, const void *body,
+                size_t len)
 {
     c->req.len = 0;
     buf_printf(&c->req,
@@ -229,8 +229,8 @@ static int http(conn *c, const char *method, const char *path, const char *ctype
     for (int attempt = 0; attempt < 2; attempt++) {
         if (c->fd < 0 && conn_open(c) < 0) continue;
         bool closing;
-        if (send_all(c->fd, c->req.p, c->req.len) == 0 && (!len || send_all(c->fd, body, len) == 0) &&
-            read_response(c, &closing) == 0) {
+        if (send_all(c->fd, c->req.p, c->req.len) == 0 &&
+            (!len || send_all(c->fd, body, len) == 0) && read_response(c, &closing) == 0) {
             if (closing) {
                 close(c->fd);
                 c->fd = -1;
@@ -321,11 +321,12 @@ static void span_json(conn *c, buf *b, const char *rid, const char *aid, long se
     rnd_hex(c, trace, 32);
     rnd_hex(c, span, 16);
     b->len = 0;
-    buf_printf(b,
-               "{\"rollout_id\":\"%s\",\"attempt_id\":\"%s\",\"sequence_id\":%ld,\"trace_id\":\"%s\","
-               "\"span_id\":\"%s\",\"parent_id\":null,\"name\":\"bench-span-%ld\",\"status\":"
-               "{\"status_code\":\"OK\",\"description\":null},\"attributes\":",
-               rid, aid, seq, trace, span, seq);
+    buf_printf(
+        b,
+        "{\"rollout_id\":\"%s\",\"attempt_id\":\"%s\",\"sequence_id\":%ld,\"trace_id\":\"%s\","
+        "\"span_id\":\"%s\",\"parent_id\":null,\"name\":\"bench-span-%ld\",\"status\":"
+        "{\"status_code\":\"OK\",\"description\":null},\"attributes\":",
+        rid, aid, seq, trace, span, seq);
     rnd_attributes(c, b, nattr);
     buf_printf(b,
                ",\"events\":[],\"links\":[],\"start_time\":1764100000.25,\"end_time\":"
@@ -348,10 +349,11 @@ static bool heartbeat(conn *c, int worker)
 static bool start_rollout(conn *c, long i, char *rid, char *aid)
 {
     char body[256];
-    int n = snprintf(body, sizeof body,
-                     "{\"input\":{\"task\":%ld},\"mode\":null,\"resources_id\":null,\"config\":null,"
-                     "\"metadata\":null,\"worker_id\":null}",
-                     i);
+    int n =
+        snprintf(body, sizeof body,
+                 "{\"input\":{\"task\":%ld},\"mode\":null,\"resources_id\":null,\"config\":null,"
+                 "\"metadata\":null,\"worker_id\":null}",
+                 i);
     int st = post_json(c, "/v1/agl/rollouts", body, (size_t)n);
     if (st != 201) return fail(c, "start_rollout", st);
     if (!json_str(c->body.p, "rollout_id", rid, 32) || !json_str(c->body.p, "attempt_id", aid, 32))
@@ -542,7 +544,8 @@ static int load_payload(const char *path)
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: loadgen URL MODE CONCURRENCY SECONDS [--count N] [--ops N] [--no-prefill] [--payload F]\n");
+        fprintf(stderr, "usage: loadgen URL MODE CONCURRENCY SECONDS [--count N] [--ops N] "
+                        "[--no-prefill] [--payload F]\n");
         return 2;
     }
     const char *url = argv[1];
@@ -562,9 +565,12 @@ int main(int argc, char **argv)
     for (int i = 5; i < argc; i++) {
         if (!strcmp(argv[i], "--no-prefill")) do_prefill = false;
         if (i + 1 >= argc) continue;
-        if (!strcmp(argv[i], "--count")) count = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--ops")) ops_limit = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--payload")) payload_path = argv[++i];
+        if (!strcmp(argv[i], "--count"))
+            count = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--ops"))
+            ops_limit = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--payload"))
+            payload_path = argv[++i];
     }
     char host[64];
     int port;
