@@ -26,7 +26,11 @@
 typedef struct reg_entry {
     struct reg_entry *next;
     char *rollout_id, *attempt_id, *endpoint, *api_key;
+    bool looked_up; /* found in the store by the proxy itself (proxy-only mode), not a worker */
 } reg_entry;
+
+/* Store look-ups cached per attempt; past this many the oldest are forgotten. */
+#define LOOKUP_CACHE 1024
 
 typedef struct export_item {
     struct export_item *next;
@@ -779,6 +783,84 @@ void proxy_register_attempt(proxy *p, const char *rollout_id, const char *attemp
     pthread_mutex_unlock(&p->reg_mu);
 }
 
+json_t *proxy_find_llm(json_t *resources)
+{
+    json_t *llm = json_object_get(resources, "main_llm");
+    if (llm) return llm;
+    const char *k;
+    json_t *v;
+    json_object_foreach(resources, k, v)
+    {
+        const char *t = json_string_value(json_object_get(v, "resource_type"));
+        if (t && (!strcmp(t, "llm") || !strcmp(t, "proxy_llm"))) return v;
+    }
+    return NULL;
+}
+
+static void reg_free(reg_entry *e)
+{
+    free(e->rollout_id);
+    free(e->attempt_id);
+    free(e->endpoint);
+    free(e->api_key);
+    free(e);
+}
+
+/* An attempt no worker of this runnerd registered (the proxy runs standalone, or serves other
+ * runners): its upstream is the endpoint of its rollout's main_llm resource, read from the store
+ * once and cached. A proxy_llm resource names a proxy, not a model server, so it is not
+ * followed (that would loop back here); --upstream then applies. */
+static void lookup_in_store(proxy *p, const char *rid, const char *aid)
+{
+    if (!p->store_url || !rid || !aid) return;
+    agl_error err;
+    agl_store_client *sc = agl_store_client_new(p->store_url, false, &err);
+    if (!sc) return;
+    agl_buf path;
+    agl_buf_init(&path);
+    agl_buf_puts(&path, "/v1/agl/rollouts");
+    agl_store_path_segment(&path, rid);
+    json_t *ro = NULL, *ru = NULL;
+    /* Cached even when no llm endpoint is found (endpoint NULL = the default upstream), so an
+     * attempt without one does not cost a store round trip per call; not cached when the store
+     * could not answer. */
+    bool answered =
+        agl_store_call(sc, "GET", path.data, NULL, &ro, &err) == AGL_OK && json_is_object(ro) &&
+        agl_store_get_resources(sc, json_string_value(json_object_get(ro, "resources_id")), &ru,
+                                &err) == AGL_OK;
+    if (answered) {
+        json_t *llm = ru ? proxy_find_llm(json_object_get(ru, "resources")) : NULL;
+        const char *type = json_string_value(json_object_get(llm, "resource_type"));
+        const char *endpoint = json_string_value(json_object_get(llm, "endpoint"));
+        bool usable = endpoint && type && !strcmp(type, "llm");
+        reg_entry *e = agl_calloc(1, sizeof *e);
+        e->rollout_id = agl_strdup(rid);
+        e->attempt_id = agl_strdup(aid);
+        e->endpoint = usable ? agl_strdup(endpoint) : NULL;
+        const char *key = usable ? json_string_value(json_object_get(llm, "api_key")) : NULL;
+        e->api_key = key ? agl_strdup(key) : NULL;
+        e->looked_up = true;
+        pthread_mutex_lock(&p->reg_mu);
+        e->next = p->reg;
+        p->reg = e;
+        int kept = 0;
+        for (reg_entry **pp = &p->reg; *pp;) {
+            if ((*pp)->looked_up && ++kept > LOOKUP_CACHE) {
+                reg_entry *old = *pp;
+                *pp = old->next;
+                reg_free(old);
+            } else {
+                pp = &(*pp)->next;
+            }
+        }
+        pthread_mutex_unlock(&p->reg_mu);
+    }
+    json_decref(ro);
+    json_decref(ru);
+    agl_buf_free(&path);
+    agl_store_client_free(sc);
+}
+
 void proxy_unregister_attempt(proxy *p, const char *attempt_id)
 {
     pthread_mutex_lock(&p->reg_mu);
@@ -786,11 +868,7 @@ void proxy_unregister_attempt(proxy *p, const char *attempt_id)
         if (!strcmp((*pp)->attempt_id, attempt_id)) {
             reg_entry *e = *pp;
             *pp = e->next;
-            free(e->rollout_id);
-            free(e->attempt_id);
-            free(e->endpoint);
-            free(e->api_key);
-            free(e);
+            reg_free(e);
             break;
         }
     }
@@ -798,19 +876,29 @@ void proxy_unregister_attempt(proxy *p, const char *attempt_id)
 }
 
 /* Upstream base URL and key for an attempt (malloc'd copies; *base NULL when none). */
-static void resolve_upstream(proxy *p, const char *attempt_id, char **base, char **key)
+static bool find_registered(proxy *p, const char *attempt_id, char **base, char **key)
+{
+    bool found = false;
+    pthread_mutex_lock(&p->reg_mu);
+    for (reg_entry *e = p->reg; e; e = e->next) {
+        if (!strcmp(e->attempt_id, attempt_id)) {
+            if (e->endpoint) *base = agl_strdup(e->endpoint);
+            if (e->api_key) *key = agl_strdup(e->api_key);
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->reg_mu);
+    return found;
+}
+
+static void resolve_upstream(proxy *p, const char *rollout_id, const char *attempt_id, char **base,
+                             char **key)
 {
     *base = *key = NULL;
-    if (attempt_id) {
-        pthread_mutex_lock(&p->reg_mu);
-        for (reg_entry *e = p->reg; e; e = e->next) {
-            if (!strcmp(e->attempt_id, attempt_id)) {
-                if (e->endpoint) *base = agl_strdup(e->endpoint);
-                if (e->api_key) *key = agl_strdup(e->api_key);
-                break;
-            }
-        }
-        pthread_mutex_unlock(&p->reg_mu);
+    if (attempt_id && !find_registered(p, attempt_id, base, key)) {
+        lookup_in_store(p, rollout_id, attempt_id);
+        find_registered(p, attempt_id, base, key);
     }
     if (!*base && p->upstream) *base = agl_strdup(p->upstream);
     if (!*key && p->api_key) *key = agl_strdup(p->api_key);
@@ -923,14 +1011,14 @@ static enum MHD_Result handle_call(proxy *p, struct MHD_Connection *conn, call_o
                                    char *aid, req *r)
 {
     char *base = NULL, *key = NULL;
-    resolve_upstream(p, aid, &base, &key);
+    resolve_upstream(p, rid, aid, &base, &key);
     if (!base) {
         free(rid);
         free(aid);
         free(key);
         return reply_error(conn, 502, "upstream_error",
-                           "no upstream for this call: the attempt is not running here and "
-                           "runnerd has no --upstream");
+                           "no upstream for this call: the attempt's rollout has no llm "
+                           "resource and runnerd has no --upstream");
     }
     json_error_t jerr;
     json_t *body = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, &jerr);
@@ -1067,7 +1155,7 @@ static size_t models_write(char *ptr, size_t size, size_t n, void *ud)
 static enum MHD_Result handle_models(proxy *p, struct MHD_Connection *conn, const char *aid)
 {
     char *base = NULL, *key = NULL;
-    resolve_upstream(p, aid, &base, &key);
+    resolve_upstream(p, NULL, aid, &base, &key);
     if (!base) {
         free(key);
         static const char empty[] = "{\"object\":\"list\",\"data\":[]}";

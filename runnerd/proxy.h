@@ -10,6 +10,7 @@
 
 #include "agl_err.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 
 typedef struct proxy proxy; /* opaque */
@@ -29,6 +30,10 @@ typedef struct proxy_opts {
 proxy *proxy_start(const proxy_opts *o, agl_error *err);
 /* Base URL of the proxy (no trailing '/'), e.g. http://127.0.0.1:4748. */
 const char *proxy_url(const proxy *p);
+
+/* The LLM resource agents use: main_llm, else the first llm/proxy_llm one (borrowed; NULL when
+ * there is none). */
+json_t *proxy_find_llm(json_t *resources);
 
 /* Tells the proxy which upstream serves an attempt (the attempt's main_llm resource).
  * endpoint NULL → the default upstream. Strings are copied. */

@@ -136,21 +136,6 @@ static void *heartbeat_main(void *arg)
 
 /* ---- one rollout ---- */
 
-/* main_llm resource, else the first llm/proxy_llm one. */
-static json_t *find_llm(json_t *resources)
-{
-    json_t *llm = json_object_get(resources, "main_llm");
-    if (llm) return llm;
-    const char *k;
-    json_t *v;
-    json_object_foreach(resources, k, v)
-    {
-        const char *t = json_string_value(json_object_get(v, "resource_type"));
-        if (t && (!strcmp(t, "llm") || !strcmp(t, "proxy_llm"))) return v;
-    }
-    return NULL;
-}
-
 /* ProxyLLM.get_base_url (algorithms.md §3.1.7). */
 static char *proxy_llm_url(const char *endpoint, const char *rid, const char *aid)
 {
@@ -212,7 +197,7 @@ static void run_rollout(worker *w, agl_store_client *sc, const agl_rollout *r,
         json_decref(ctx.resources);
         ctx.resources = json_object();
     }
-    json_t *llm = find_llm(ctx.resources);
+    json_t *llm = proxy_find_llm(ctx.resources);
     ctx.model = json_string_value(json_object_get(llm, "model"));
     const char *endpoint = json_string_value(json_object_get(llm, "endpoint"));
     const char *ltype = json_string_value(json_object_get(llm, "resource_type"));

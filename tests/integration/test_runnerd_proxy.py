@@ -225,3 +225,34 @@ def test_cli_help_version_and_bad_options():
     out = subprocess.run([runnerd_binary(), "--proxy-only", "--proxy-listen", "nonsense"],
                          capture_output=True, text=True, timeout=10)
     assert out.returncode == 1 and "HOST:PORT" in out.stderr
+
+
+def test_proxy_only_finds_the_upstream_in_main_llm(store, upstream):
+    """Standalone proxy with no --upstream: the model server is the rollout's main_llm."""
+    res = store.add_resources({"main_llm": {"resource_type": "llm", "endpoint": upstream.url,
+                                            "model": "fake-model", "api_key": "sk-from-resource"}})
+    r = Runnerd(store.url, "--proxy-only")
+    try:
+        ro = store.start_rollout(input={"q": "x"}, resources_id=res["resources_id"])
+        rid, aid = ro["rollout_id"], ro["attempt"]["attempt_id"]
+        client = openai.OpenAI(base_url=f"{r.proxy_url}/rollout/{rid}/attempt/{aid}/v1",
+                               api_key="agent-key-not-used", max_retries=0)
+        for _ in range(2):  # the second call is served from the look-up cache
+            resp = client.chat.completions.create(
+                model="fake-model", messages=[{"role": "user", "content": "ping"}])
+            assert resp.choices[0].message.content == "echo ping"
+        assert upstream.requests[-1]["headers"]["Authorization"] == "Bearer sk-from-resource"
+        assert len(llm_spans(store, rid, 2)) >= 4  # both calls recorded for the attempt
+
+        # a rollout whose resources have no llm: nothing to forward to, a clear 502
+        bare = store.add_resources({"p": {"resource_type": "prompt_template", "template": "t",
+                                          "engine": "f-string"}})
+        ro = store.start_rollout(input={"q": "y"}, resources_id=bare["resources_id"])
+        client = openai.OpenAI(
+            base_url=f"{r.proxy_url}/rollout/{ro['rollout_id']}/attempt/"
+                     f"{ro['attempt']['attempt_id']}/v1", api_key="k", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as e:
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        assert e.value.status_code == 502 and "no llm resource" in str(e.value)
+    finally:
+        r.kill()
