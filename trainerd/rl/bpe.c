@@ -293,6 +293,45 @@ const char *rl_bpe_pretok_name(int pretok)
     return pretok >= 0 && pretok < RL_PRE_COUNT ? names[pretok] : "?";
 }
 
+int rl_bpe_added_kind(const rl_bpe *b, int id)
+{
+    return id >= 0 && id < b->vocab ? b->added[id] : 0;
+}
+
+void rl_bpe_get_options(const rl_bpe *b, int *ignore_merges, int *byte_fallback, int *unk)
+{
+    *ignore_merges = b->ignore_merges;
+    *byte_fallback = b->byte_fallback;
+    *unk = b->unk;
+}
+
+static int cmp_rank(const void *a, const void *b)
+{
+    const int *x = a, *y = b;
+    return (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+int rl_bpe_merges(const rl_bpe *b, int **pairs)
+{
+    int n = 0;
+    for (size_t h = 0; b->mkey && h <= b->mmask; h++) n += b->mkey[h] != 0;
+    int *t = agl_malloc(sizeof(int) * 3 * (size_t)(n ? n : 1)), k = 0;
+    for (size_t h = 0; b->mkey && h <= b->mmask; h++) {
+        if (!b->mkey[h]) continue;
+        uint64_t key = b->mkey[h] - 1;
+        t[3 * k] = b->mrank[h];
+        t[3 * k + 1] = (int)(uint32_t)(key >> 32);
+        t[3 * k + 2] = (int)(uint32_t)key;
+        k++;
+    }
+    qsort(t, (size_t)n, 3 * sizeof(int), cmp_rank);
+    int *out = agl_malloc(sizeof(int) * 2 * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) out[2 * i] = t[3 * i + 1], out[2 * i + 1] = t[3 * i + 2];
+    free(t);
+    *pairs = out;
+    return n;
+}
+
 const char *rl_bpe_token_str(const rl_bpe *b, int id)
 {
     return id >= 0 && id < b->vocab ? b->str[id] : NULL;

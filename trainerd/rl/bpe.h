@@ -51,6 +51,13 @@ int rl_bpe_token_id(const rl_bpe *b, const char *s);
 /* The vocabulary string of id (byte-level alphabet), or NULL. */
 const char *rl_bpe_token_str(const rl_bpe *b, int id);
 int rl_bpe_is_special(const rl_bpe *b, int id);
+/* 0: a model token, 1: an added token, 2: an added special token. */
+int rl_bpe_added_kind(const rl_bpe *b, int id);
+/* What rl_bpe_set_options set. */
+void rl_bpe_get_options(const rl_bpe *b, int *ignore_merges, int *byte_fallback, int *unk);
+/* The merges of a finished tokenizer in rank order: returns the count and a malloc'd array of
+ * 2*count token ids (left, right) in *pairs (caller frees). */
+int rl_bpe_merges(const rl_bpe *b, int **pairs);
 
 /* Encodes text[0..len). parse_special: added tokens in the text become their ids (what
  * `tokenizers` does by default); 0 treats them as plain text (for untrusted user content).

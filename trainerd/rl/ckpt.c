@@ -273,6 +273,29 @@ static int load_safetensors(rl_model *m, const char *path, const char **err)
     return rc;
 }
 
+int rl_ckpt_load_state(const char *dir, rl_model *m, uint64_t *state, int *has_state,
+                       const char **err)
+{
+    char p[4096];
+    if (has_state) *has_state = 0;
+    snprintf(p, sizeof p, "%s/trainer_state.bin", dir);
+    FILE *f = fopen(p, "rb");
+    if (!f) return 0;
+    uint64_t hdr[4];
+    int ok = fread(hdr, 8, 4, f) == 4 && hdr[0] == STATE_MAGIC && hdr[1] == 1 &&
+             hdr[3] == m->nparams && fread(state, 8, RL_STATE_WORDS, f) == RL_STATE_WORDS &&
+             fread(m->m, 4, m->nparams, f) == m->nparams &&
+             fread(m->v, 4, m->nparams, f) == m->nparams;
+    fclose(f);
+    if (!ok) {
+        *err = "checkpoint: trainer_state.bin does not match the model";
+        return -1;
+    }
+    m->step = (long)hdr[2];
+    if (has_state) *has_state = 1;
+    return 0;
+}
+
 rl_model *rl_ckpt_load(const char *path, char *tok_spec, uint64_t *state, int *has_state,
                        const char **err)
 {
@@ -302,22 +325,9 @@ rl_model *rl_ckpt_load(const char *path, char *tok_spec, uint64_t *state, int *h
         rl_model_free(m);
         return NULL;
     }
-    snprintf(p, sizeof p, "%s/trainer_state.bin", path);
-    FILE *f = state ? fopen(p, "rb") : NULL;
-    if (f) {
-        uint64_t hdr[4];
-        int ok = fread(hdr, 8, 4, f) == 4 && hdr[0] == STATE_MAGIC && hdr[1] == 1 &&
-                 hdr[3] == m->nparams && fread(state, 8, RL_STATE_WORDS, f) == RL_STATE_WORDS &&
-                 fread(m->m, 4, m->nparams, f) == m->nparams &&
-                 fread(m->v, 4, m->nparams, f) == m->nparams;
-        fclose(f);
-        if (!ok) {
-            *err = "checkpoint: trainer_state.bin does not match the model";
-            rl_model_free(m);
-            return NULL;
-        }
-        m->step = (long)hdr[2];
-        if (has_state) *has_state = 1;
+    if (state && rl_ckpt_load_state(path, m, state, has_state, err)) {
+        rl_model_free(m);
+        return NULL;
     }
     return m;
 }

@@ -25,5 +25,9 @@ int rl_ckpt_save(const char *dir, const rl_model *m, const char *tok_spec, const
  * whether it did. */
 rl_model *rl_ckpt_load(const char *path, char *tok_spec, uint64_t *state, int *has_state,
                        const char **err);
+/* Restores AdamW moments, step and the state words from dir/trainer_state.bin into m. Returns 0
+ * (*has_state = whether the file exists) or -1 with *err set when it does not match m. */
+int rl_ckpt_load_state(const char *dir, rl_model *m, uint64_t *state, int *has_state,
+                       const char **err);
 
 #endif

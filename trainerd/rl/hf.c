@@ -267,6 +267,56 @@ rl_bpe *rl_hf_tokenizer_file(const char *path, char *err)
     return b;
 }
 
+static json_t *byte_level(int use_regex)
+{
+    return json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 0,
+                     "trim_offsets", 1, "use_regex", use_regex);
+}
+
+json_t *rl_hf_tokenizer_to_json(const rl_bpe *b)
+{
+    json_t *pre;
+    int pt = rl_bpe_pretok(b);
+    if (pt == RL_PRE_GPT2)
+        pre = byte_level(1);
+    else if (pt == RL_PRE_DIGITS_GPT2)
+        pre = json_pack("{s:s, s:[{s:s, s:b}, o]}", "type", "Sequence", "pretokenizers", "type",
+                        "Digits", "individual_digits", 1, byte_level(1));
+    else
+        pre = json_pack("{s:s, s:[{s:s, s:{s:s}, s:s, s:b}, o]}", "type", "Sequence",
+                        "pretokenizers", "type", "Split", "pattern", "Regex",
+                        pt == RL_PRE_QWEN2 ? RE_QWEN2 : RE_LLAMA3, "behavior", "Isolated", "invert",
+                        0, byte_level(0));
+    int V = rl_bpe_vocab(b), im, bf, unk;
+    rl_bpe_get_options(b, &im, &bf, &unk);
+    json_t *vocab = json_object(), *added = json_array();
+    for (int id = 0; id < V; id++) {
+        const char *t = rl_bpe_token_str(b, id);
+        if (!t) continue;
+        if (!json_object_get(vocab, t)) json_object_set_new(vocab, t, json_integer(id));
+        int k = rl_bpe_added_kind(b, id);
+        if (k)
+            json_array_append_new(added,
+                                  json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", id,
+                                            "content", t, "single_word", 0, "lstrip", 0, "rstrip",
+                                            0, "normalized", 0, "special", k == 2));
+    }
+    int *pairs, nm = rl_bpe_merges(b, &pairs);
+    json_t *merges = json_array();
+    for (int i = 0; i < nm; i++)
+        json_array_append_new(merges, json_pack("[s, s]", rl_bpe_token_str(b, pairs[2 * i]),
+                                                rl_bpe_token_str(b, pairs[2 * i + 1])));
+    free(pairs);
+    const char *unk_s = unk >= 0 ? rl_bpe_token_str(b, unk) : NULL;
+    json_t *model = json_pack(
+        "{s:s, s:n, s:o, s:n, s:n, s:b, s:b, s:b, s:o, s:o}", "type", "BPE", "dropout", "unk_token",
+        unk_s ? json_string(unk_s) : json_null(), "continuing_subword_prefix", "end_of_word_suffix",
+        "fuse_unk", 0, "byte_fallback", bf, "ignore_merges", im, "vocab", vocab, "merges", merges);
+    return json_pack("{s:s, s:n, s:n, s:o, s:n, s:o, s:n, s:o, s:o}", "version", "1.0",
+                     "truncation", "padding", "added_tokens", added, "normalizer", "pre_tokenizer",
+                     pre, "post_processor", "decoder", byte_level(1), "model", model);
+}
+
 /* ---------------------------------------------------------------- the folder */
 /* A special token of tokenizer_config.json: a string or {"content": ...}. */
 static const char *tok_content(json_t *v)
@@ -321,6 +371,8 @@ int rl_hf_load(rl_pretrained *p, const char *dir, const rl_pretrained_opts *o, c
     if (hf_config(cj, &c, err)) goto out;
     snprintf(p->arch, sizeof p->arch, "%s", json_string_value(json_object_get(cj, "model_type")));
     snprintf(p->format, sizeof p->format, "safetensors");
+    p->context = c.max_seq;
+    p->src_dir = agl_strdup(dir);
     if (o && o->max_seq > 0 && o->max_seq < c.max_seq) c.max_seq = o->max_seq;
     /* weights: one file or the shards of model.safetensors.index.json */
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);

@@ -24,5 +24,10 @@ int rl_st_has(const rl_st *s, const char *name);
 struct json_t;
 rl_bpe *rl_hf_tokenizer(struct json_t *tj, char *err);
 rl_bpe *rl_hf_tokenizer_file(const char *path, char *err);
+/* A tokenizer.json (json_t *, caller decrefs) for b: BPE model (vocab, merges in rank order as
+ * pairs, ignore_merges, byte_fallback, unk), added tokens, the pre-tokenizer chain of b's family
+ * and the ByteLevel decoder — what rl_hf_tokenizer reads back to the same tokenizer and what
+ * HuggingFace `tokenizers` loads. */
+struct json_t *rl_hf_tokenizer_to_json(const rl_bpe *b);
 
 #endif

@@ -447,7 +447,7 @@ int rl_store_main(rl_opts *o)
     if (rl_run_open(&r, o)) return 1;
     taskset ts, val = {0};
     if (tasks_load(&ts, o->data) || (o->val && tasks_load(&val, o->val))) {
-        rl_model_free(r.m);
+        rl_run_close(&r);
         return 1;
     }
     agl_http_global_init();
@@ -562,6 +562,6 @@ done:
     rl_model_free(ref);
     tasks_free(&ts);
     tasks_free(&val);
-    rl_model_free(r.m);
+    rl_run_close(&r);
     return rc;
 }

@@ -6,9 +6,16 @@
  * *llama* models to interleaved RoPE pairs (convert_hf_to_gguf.py LlamaModel.permute); we undo
  * it to get back HF's half-split layout. qwen2 GGUFs use NEOX (half-split) RoPE, unpermuted. */
 #include "pretrained.h"
+#include "ckpt.h"
+#include "hf.h"
+#include "tok.h"
 
 #include "agl_alloc.h"
+#include "agl_buf.h"
 
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +234,7 @@ static int load_gguf(rl_pretrained *p, const char *path, const rl_pretrained_opt
     snprintf(p->format, sizeof p->format, "gguf");
     rl_config c;
     if (gguf_config(g, arch, &c, err)) goto out;
+    p->context = c.max_seq;
     if (o && o->max_seq > 0 && o->max_seq < c.max_seq) c.max_seq = o->max_seq;
     if (gguf_tokenizer(g, p, err)) goto out;
     p->model = rl_model_new(&c);
@@ -279,6 +287,7 @@ void rl_pretrained_free(rl_pretrained *p)
     rl_bpe_free(p->bpe);
     rl_chat_free(&p->chat);
     free(p->chat_template_src);
+    free(p->src_dir);
     memset(p, 0, sizeof *p);
 }
 
@@ -314,4 +323,119 @@ int *rl_pretrained_encode(const rl_pretrained *p, const char *text, int *n)
 int rl_pretrained_is_stop(const rl_pretrained *p, int id)
 {
     return id == p->eos || (p->eot >= 0 && id == p->eot);
+}
+
+/* ---------------------------------------------------------------- trainer / server glue */
+void rl_tok_from_pretrained(rl_tok *t, const rl_pretrained *p)
+{
+    memset(t, 0, sizeof *t);
+    snprintf(t->spec, sizeof t->spec, "bpe");
+    t->vocab = rl_bpe_vocab(p->bpe);
+    t->pad = p->pad, t->bos = p->bos, t->eos = p->eos, t->eot = p->eot;
+    t->pre = p;
+}
+
+int *rl_pretrained_encode_prompt(const rl_pretrained *p, const char *text, int chat, int *n)
+{
+    if (!chat || p->chat.kind == RL_CHAT_NONE) return rl_pretrained_encode(p, text, n);
+    rl_chat_msg msg = {"user", text};
+    char *r = rl_chat_render(&p->chat, &msg, 1, 1);
+    int *ids = rl_pretrained_encode(p, r, n);
+    free(r);
+    return ids;
+}
+
+static int copy_file(const char *from, const char *to)
+{
+    FILE *f = fopen(from, "rb");
+    if (!f) return errno == ENOENT ? 1 : -1;
+    FILE *g = fopen(to, "wb");
+    int ok = g != NULL;
+    char buf[65536];
+    size_t r;
+    while (ok && (r = fread(buf, 1, sizeof buf, f)) > 0) ok = fwrite(buf, 1, r, g) == r;
+    fclose(f);
+    if (g && fclose(g)) ok = 0;
+    return ok ? 0 : -1;
+}
+
+static int dump_json(json_t *j, const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int rc = json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    return rc;
+}
+
+static json_t *tok_or_null(const rl_pretrained *p, int id)
+{
+    const char *s = id >= 0 ? rl_bpe_token_str(p->bpe, id) : NULL;
+    return s ? json_string(s) : json_null();
+}
+
+int rl_pretrained_save(const char *dir, const rl_pretrained *p, const rl_model *m,
+                       const uint64_t *state, char *err)
+{
+    const char *e = NULL;
+    if (rl_ckpt_save(dir, m, NULL, state, &e)) { /* weights (HF names), trainer state */
+        snprintf(err, RL_ERRLEN, "%.100s (%.100s)", e, dir);
+        return -1;
+    }
+    /* config.json: HF keys of the checkpoint's own architecture */
+    json_t *cfg = rl_config_to_json(&m->cfg);
+    int qwen = !strcmp(p->arch, "qwen2");
+    json_object_set_new(cfg, "model_type", json_string(p->arch));
+    json_object_set_new(cfg, "architectures",
+                        json_pack("[s]", qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"));
+    json_object_set_new(cfg, "max_position_embeddings",
+                        json_integer(p->context > 0 ? p->context : m->cfg.max_seq));
+    json_object_set_new(cfg, "hidden_act", json_string("silu"));
+    json_object_set_new(cfg, "rope_scaling", json_null());
+    json_object_set_new(cfg, "torch_dtype", json_string("float32"));
+    json_object_set_new(cfg, "bos_token_id", p->bos >= 0 ? json_integer(p->bos) : json_null());
+    json_object_set_new(cfg, "eos_token_id", p->eos >= 0 ? json_integer(p->eos) : json_null());
+    if (dump_json(cfg, dir, "config.json")) {
+        snprintf(err, RL_ERRLEN, "cannot write %.150s/config.json", dir);
+        return -1;
+    }
+    /* tokenizer files: the source folder's own, unless saving over it */
+    char a[PATH_MAX], b[PATH_MAX];
+    int same = p->src_dir && realpath(p->src_dir, a) && realpath(dir, b) && !strcmp(a, b);
+    if (same) return 0;
+    if (p->src_dir) {
+        static const char *const files[] = {"tokenizer.json",
+                                            "tokenizer_config.json",
+                                            "special_tokens_map.json",
+                                            "generation_config.json",
+                                            "vocab.json",
+                                            "merges.txt"};
+        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+            char from[4096], to[4096];
+            snprintf(from, sizeof from, "%s/%s", p->src_dir, files[i]);
+            snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+            if (copy_file(from, to) < 0) {
+                snprintf(err, RL_ERRLEN, "cannot copy %.100s to %.100s", files[i], dir);
+                return -1;
+            }
+        }
+        return 0;
+    }
+    if (dump_json(rl_hf_tokenizer_to_json(p->bpe), dir, "tokenizer.json")) {
+        snprintf(err, RL_ERRLEN, "cannot write %.150s/tokenizer.json", dir);
+        return -1;
+    }
+    json_t *tc = json_pack("{s:b, s:b, s:o, s:o, s:o, s:o, s:i, s:s, s:b}", "add_bos_token",
+                           p->add_bos, "add_eos_token", 0, "bos_token", tok_or_null(p, p->bos),
+                           "eos_token", tok_or_null(p, p->eos), "pad_token", tok_or_null(p, p->pad),
+                           "unk_token", tok_or_null(p, p->unk), "model_max_length",
+                           p->context > 0 ? p->context : m->cfg.max_seq, "tokenizer_class",
+                           "PreTrainedTokenizerFast", "clean_up_tokenization_spaces", 0);
+    if (p->chat_template_src)
+        json_object_set_new(tc, "chat_template", json_string(p->chat_template_src));
+    if (dump_json(tc, dir, "tokenizer_config.json")) {
+        snprintf(err, RL_ERRLEN, "cannot write %.150s/tokenizer_config.json", dir);
+        return -1;
+    }
+    return 0;
 }

@@ -10,7 +10,7 @@
 #include "gguf.h" /* RL_ERRLEN */
 #include "model.h"
 
-typedef struct {
+typedef struct rl_pretrained {
     rl_model *model;
     rl_bpe *bpe;
     rl_chat chat; /* kind RL_CHAT_NONE when the checkpoint has no template it recognises */
@@ -20,6 +20,9 @@ typedef struct {
     int add_bos;             /* prepend bos when encoding a prompt */
     char arch[32];           /* "llama", "qwen2" */
     char format[16];         /* "gguf", "safetensors" */
+    int context;             /* the checkpoint's context length (before any --max-seq cap) */
+    char *src_dir;           /* the HF folder it came from (its tokenizer files are copied on
+                                save), or NULL for a GGUF; owned */
 } rl_pretrained;
 
 typedef struct {
@@ -41,6 +44,24 @@ int rl_pretrained_detect(const char *path);
 int *rl_pretrained_encode(const rl_pretrained *p, const char *text, int *n);
 /* Whether id ends generation (eos or the chat end-of-turn token). */
 int rl_pretrained_is_stop(const rl_pretrained *p, int id);
+
+/* A tokenizer (tok.h) over p's BPE, special ids and chat template; p must outlive it. */
+struct rl_tok;
+void rl_tok_from_pretrained(struct rl_tok *t, const rl_pretrained *p);
+
+/* Encodes a prompt for training / serving: with a chat template (kind != RL_CHAT_NONE) and
+ * chat set, the text is rendered as one user turn plus the generation prompt; otherwise bos (when
+ * the checkpoint adds one) + text. Special tokens in the text are parsed, as `tokenizers` does. */
+int *rl_pretrained_encode_prompt(const rl_pretrained *p, const char *text, int chat, int *n);
+
+/* Saves m (weights trained from p) as a HuggingFace folder dir: model.safetensors (F32, HF
+ * names), config.json (model_type = p->arch, the original context length, bos/eos ids),
+ * tokenizer.json + tokenizer_config.json (copied from the source folder, or written from the
+ * GGUF's vocabulary, merges, pre-tokenizer, special tokens and chat template), and
+ * trainer_state.bin when state != NULL. Reloads with rl_pretrained_load, no GGUF needed.
+ * Returns 0, or -1 with err filled. */
+int rl_pretrained_save(const char *dir, const rl_pretrained *p, const rl_model *m,
+                       const uint64_t *state, char *err);
 
 /* Internal to the loaders (pretrained.c, hf.c). */
 int rl_pretrained_finish(rl_pretrained *p, const rl_pretrained_opts *o, char *err);

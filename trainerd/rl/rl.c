@@ -8,6 +8,7 @@
 #include "dist.h"
 #include "grpo.h"
 #include "model.h"
+#include "pretrained.h"
 #include "rl_int.h"
 #include "tok.h"
 
@@ -60,20 +61,25 @@ static void opts_default(rl_opts *o)
 static void usage(const char *cmd, FILE *f)
 {
     if (!strcmp(cmd, "serve")) {
-        fprintf(f, "usage: trainerd serve --model CHECKPOINT_DIR|CONFIG.json [options]\n\n"
-                   "OpenAI-compatible policy server: GET /v1/models, POST /v1/completions and\n"
-                   "/v1/chat/completions (temperature, top_p, max_tokens, stop, stop_token_ids,\n"
-                   "seed, n, logprobs, stream), answering vLLM's token-id fields\n"
-                   "(prompt_token_ids, choices[].token_ids) so runnerd's proxy records them.\n\n"
-                   "  --model PATH          checkpoint directory (or config.json: random weights)\n"
-                   "  --tokenizer SPEC      bytes | chars:ALPHABET (default: from the checkpoint)\n"
-                   "  --listen HOST:PORT    address (default 127.0.0.1:0 = any free port; the\n"
-                   "                        chosen URL is printed on stdout)\n"
-                   "  --model-name NAME     model id (default policy)\n"
-                   "  --max-batch N         sequences decoded together (default 64)\n"
-                   "  --serve-log FILE      JSON line per served completion (ids, logprobs)\n"
-                   "  --threads N           OpenMP threads (default: OMP_NUM_THREADS)\n"
-                   "  --seed N              seed of requests that name none (default 1)\n");
+        fprintf(f,
+                "usage: trainerd serve --model CHECKPOINT_DIR|CONFIG.json [options]\n\n"
+                "OpenAI-compatible policy server: GET /v1/models, POST /v1/completions and\n"
+                "/v1/chat/completions (temperature, top_p, max_tokens, stop, stop_token_ids,\n"
+                "seed, n, logprobs, stream), answering vLLM's token-id fields\n"
+                "(prompt_token_ids, choices[].token_ids) so runnerd's proxy records them.\n\n"
+                "  --model PATH          checkpoint directory (or config.json: random weights),\n"
+                "                        or a real checkpoint: FILE.gguf or a HF folder\n"
+                "                        (chat template, BPE tokenizer, eos/eot stops)\n"
+                "  --max-seq N           real checkpoints: context cap (default 2048)\n"
+                "  --chat-template NAME  real checkpoints: chatml | llama3 override\n"
+                "  --tokenizer SPEC      bytes | chars:ALPHABET (default: from the checkpoint)\n"
+                "  --listen HOST:PORT    address (default 127.0.0.1:0 = any free port; the\n"
+                "                        chosen URL is printed on stdout)\n"
+                "  --model-name NAME     model id (default policy)\n"
+                "  --max-batch N         sequences decoded together (default 64)\n"
+                "  --serve-log FILE      JSON line per served completion (ids, logprobs)\n"
+                "  --threads N           OpenMP threads (default: OMP_NUM_THREADS)\n"
+                "  --seed N              seed of requests that name none (default 1)\n");
         return;
     }
     fprintf(
@@ -88,7 +94,13 @@ static void usage(const char *cmd, FILE *f)
                    "With --store the tasks are rollout inputs, rewards come from the agents and\n"
                    "the update uses the token ids of the triplets stored recorded.\n\n");
     fprintf(f,
-            "  --model PATH          config.json (random init) or checkpoint directory\n"
+            "  --model PATH          config.json (random init), checkpoint directory, or a real\n"
+            "                        checkpoint: FILE.gguf or a HF folder (llama / qwen2,\n"
+            "                        tokenizer.json); saved back as a HF folder\n"
+            "  --max-seq N           real checkpoints: context cap (default 2048)\n"
+            "  --chat-template NAME  real checkpoints: chatml | llama3 (default: its own)\n"
+            "  --raw-prompts         real checkpoints: prompts are not wrapped in the chat\n"
+            "                        template (default: one user turn + generation prompt)\n"
             "  --tokenizer SPEC      bytes | chars:ALPHABET (default: from the checkpoint)\n"
             "  --train FILE          training JSONL\n"
             "  --val FILE            held-out JSONL (greedy reward / exact match)\n"
@@ -175,6 +187,12 @@ int rl_parse_opts(const char *cmd, int argc, char **argv, rl_opts *o)
         STR("--serve-log", serve_log);
         STR("--adapter", adapter);
         INT("--max-batch", max_batch);
+        INT("--max-seq", max_seq);
+        STR("--chat-template", chat_template);
+        if (!strcmp(a, "--raw-prompts")) {
+            o->raw_prompts = 1;
+            continue;
+        }
         if (!strcmp(a, "--rollout-timeout") && v) {
             o->rollout_timeout = strtod(v, NULL);
             i++;
@@ -276,7 +294,7 @@ void rl_dataset_free(rl_dataset *d)
 
 /* Reads JSONL with keys `pkey` and `rkey`. Returns 0 or -1 (message printed). */
 int rl_dataset_load(rl_dataset *d, const char *path, const rl_tok *tok, const char *rkey,
-                    int max_seq)
+                    int max_seq, int chat)
 {
     FILE *f = fopen(path, "r");
     memset(d, 0, sizeof *d);
@@ -304,24 +322,34 @@ int rl_dataset_load(rl_dataset *d, const char *path, const rl_tok *tok, const ch
             break;
         }
         rl_example e;
-        size_t lp = strlen(p), lr = strlen(r);
-        e.p = agl_malloc(sizeof(int) * (lp + 1));
-        e.r = agl_malloc(sizeof(int) * (lr + 1));
-        e.p[0] = RL_TOK_BOS;
-        e.np = 1 + rl_tok_encode(tok, p, lp, e.p + 1, (int)lp);
-        int nr = rl_tok_encode(tok, r, lr, e.r, (int)lr);
+        int nr;
+        if (tok->pre) {
+            e.p = rl_pretrained_encode_prompt(tok->pre, p, chat, &e.np);
+            int *ri = rl_bpe_encode(tok->pre->bpe, r, strlen(r), 1, &nr);
+            int end = tok->eot >= 0 && tok->pre->chat.kind && chat ? tok->eot : tok->eos;
+            e.r = agl_realloc(ri, sizeof(int) * (size_t)(nr + 1));
+            e.r[nr] = end;
+            if (end < 0) nr = -1;
+        } else {
+            size_t lp = strlen(p), lr = strlen(r);
+            e.p = agl_malloc(sizeof(int) * (lp + 1));
+            e.r = agl_malloc(sizeof(int) * (lr + 1));
+            e.p[0] = RL_TOK_BOS;
+            e.np = 1 + rl_tok_encode(tok, p, lp, e.p + 1, (int)lp);
+            nr = rl_tok_encode(tok, r, lr, e.r, (int)lr);
+            if (nr >= 0) e.r[nr] = RL_TOK_EOS;
+        }
         json_decref(j);
         if (e.np < 1 || nr < 0 || e.np + nr + 1 > max_seq) {
             fprintf(stderr,
                     "trainerd: %s:%d: text outside the tokenizer's alphabet or longer than "
-                    "max_position_embeddings\n",
+                    "max_position_embeddings (or no end token)\n",
                     path, lineno);
             free(e.p);
             free(e.r);
             rc = -1;
             break;
         }
-        e.r[nr] = RL_TOK_EOS;
         e.nr = nr + 1;
         if (d->n == cap_ex) {
             cap_ex = cap_ex ? 2 * cap_ex : 64;
@@ -380,11 +408,17 @@ uint64_t rl_mix64(uint64_t x)
 
 /* Samples one id from logits (pad and bos excluded). temperature 0 = greedy. Returns the id and
  * its log-prob under the temperature-scaled distribution. */
-int rl_sample(float *logits, int V, float temp, float top_p, uint64_t *rng, float *lp)
+int rl_sample(float *logits, int V, const rl_tok *tok, float temp, float top_p, uint64_t *rng,
+              float *lp)
 {
-    logits[RL_TOK_PAD] = logits[RL_TOK_BOS] = -INFINITY;
-    int best = 2;
-    for (int i = 3; i < V; i++)
+    int best = 0;
+    if (tok && tok->pre) {
+        for (int i = tok->vocab; i < V; i++) logits[i] = -INFINITY;
+    } else {
+        logits[RL_TOK_PAD] = logits[RL_TOK_BOS] = -INFINITY;
+        best = 2;
+    }
+    for (int i = best + 1; i < V; i++)
         if (logits[i] > logits[best]) best = i;
     double mx = logits[best], s = 0.0;
     double t = temp > 0 ? temp : 1.0;
@@ -431,9 +465,9 @@ int rl_sample(float *logits, int V, float temp, float top_p, uint64_t *rng, floa
 /* Generates up to max_new tokens (stopping at EOS) for n prompts. Sequence i samples with an
  * RNG derived from (seed, base + i) only, so results do not depend on threads or ranks. out[i]
  * holds max_new ids; len[i] how many were produced. */
-void rl_generate(const rl_model *m, int n, int base, const int *const *prompt, const int *np,
-                 int max_new, float temp, float top_p, uint64_t seed, int *out, int *len,
-                 float *lps)
+void rl_generate(const rl_model *m, const rl_tok *tok, int n, int base, const int *const *prompt,
+                 const int *np, int max_new, float temp, float top_p, uint64_t seed, int *out,
+                 int *len, float *lps)
 {
     const rl_config *c = &m->cfg;
 #pragma omp parallel
@@ -451,11 +485,11 @@ void rl_generate(const rl_model *m, int n, int base, const int *const *prompt, c
             int k = 0;
             while (k < max_new && kv.len < c->max_seq) {
                 float lp;
-                int id = rl_sample(logits, c->vocab, temp, top_p, &rng, &lp);
+                int id = rl_sample(logits, c->vocab, tok, temp, top_p, &rng, &lp);
                 out[(size_t)i * max_new + k] = id;
                 if (lps) lps[(size_t)i * max_new + k] = lp;
                 k++;
-                if (id == RL_TOK_EOS || k == max_new || kv.len >= c->max_seq) break;
+                if (rl_tok_is_stop(tok, id) || k == max_new || kv.len >= c->max_seq) break;
                 rl_model_step(m, &kv, id, logits, scratch);
             }
             len[i] = k;
@@ -484,12 +518,73 @@ double rl_now_s(void)
     return tv.tv_sec + tv.tv_usec * 1e-6;
 }
 
+/* A real checkpoint (GGUF file / HF folder): weights, BPE tokenizer and chat template; --resume
+ * on a folder saved by rl_pretrained_save also restores its trainer_state.bin. */
+static int run_open_pretrained(rl_run *r, const rl_opts *o, const char *src)
+{
+    if (o->tokenizer) {
+        fprintf(stderr, "trainerd: --tokenizer does not apply to %s (it has its own)\n", src);
+        return -1;
+    }
+    r->pre = agl_calloc(1, sizeof *r->pre);
+    rl_pretrained_opts po = {.max_seq = o->max_seq > 0 ? o->max_seq : 2048,
+                             .chat_template = o->chat_template};
+    char err[RL_ERRLEN];
+    if (rl_pretrained_load(r->pre, src, &po, err)) {
+        fprintf(stderr, "trainerd: %s\n", err);
+        free(r->pre);
+        r->pre = NULL;
+        return -1;
+    }
+    r->m = r->pre->model;
+    rl_tok_from_pretrained(&r->tok, r->pre);
+    if (r->tok.eos < 0 && r->tok.eot < 0) {
+        fprintf(stderr, "trainerd: %s names no eos token\n", src);
+        rl_run_close(r);
+        return -1;
+    }
+    int has_state = 0;
+    uint64_t dummy[RL_STATE_WORDS] = {0};
+    const char *e = NULL;
+    if ((o->resume || o->keep_optimizer) &&
+        rl_ckpt_load_state(src, r->m, o->resume ? r->state : dummy, &has_state, &e)) {
+        fprintf(stderr, "trainerd: %s\n", e);
+        rl_run_close(r);
+        return -1;
+    }
+    if (o->resume && !has_state) {
+        fprintf(stderr, "trainerd: %s has no trainer_state.bin to resume from\n", o->resume);
+        rl_run_close(r);
+        return -1;
+    }
+    if (!o->resume) {
+        r->state[0] = rl_mix64(o->seed ^ 0xD00D);
+        r->state[1] = 0;
+        if (!has_state) r->m->step = 0;
+    }
+    return 0;
+}
+
+void rl_run_close(rl_run *r)
+{
+    if (r->pre) {
+        rl_pretrained_free(r->pre); /* frees the model too */
+        free(r->pre);
+    } else {
+        rl_model_free(r->m);
+    }
+    r->pre = NULL;
+    r->m = NULL;
+}
+
 int rl_run_open(rl_run *r, const rl_opts *o)
 {
     const char *err = NULL;
     char spec[300] = "";
     int has_state = 0;
     memset(r, 0, sizeof *r);
+    const char *src = o->resume ? o->resume : o->model;
+    if (rl_pretrained_detect(src)) return run_open_pretrained(r, o, src);
     /* --model DIR starts a new run from those weights; only --resume restores the optimizer,
      * step counter and RNG state */
     uint64_t dummy[RL_STATE_WORDS];
@@ -540,6 +635,14 @@ int rl_run_save(rl_run *r, const rl_opts *o, const char *dir)
 {
     const char *err;
     if (rl_dist_rank() != 0 || !dir) return 0;
+    if (r->pre) {
+        char e[RL_ERRLEN];
+        if (rl_pretrained_save(dir, r->pre, r->m, r->state, e)) {
+            fprintf(stderr, "trainerd: %s\n", e);
+            return -1;
+        }
+        return 0;
+    }
     if (rl_ckpt_save(dir, r->m, r->tok.spec, r->state, &err)) {
         fprintf(stderr, "trainerd: %s (%s)\n", err, dir);
         return -1;
@@ -554,8 +657,8 @@ static void allreduce_grads(rl_model *m)
 }
 
 /* Greedy evaluation on up to n examples: mean reward and exact-match fraction. */
-void rl_evaluate(const rl_model *m, const rl_dataset *d, int n, int max_new, double *reward,
-                 double *exact)
+void rl_evaluate(const rl_model *m, const rl_tok *tok, const rl_dataset *d, int n, int max_new,
+                 double *reward, double *exact)
 {
     if (n > d->n) n = d->n;
     const int **pp = agl_malloc(sizeof *pp * n);
@@ -565,7 +668,7 @@ void rl_evaluate(const rl_model *m, const rl_dataset *d, int n, int max_new, dou
         pp[i] = d->ex[i].p;
         np[i] = d->ex[i].np;
     }
-    rl_generate(m, n, 0, pp, np, max_new, 0.0f, 1.0f, 0, out, len, NULL);
+    rl_generate(m, tok, n, 0, pp, np, max_new, 0.0f, 1.0f, 0, out, len, NULL);
     double rs = 0, es = 0;
     for (int i = 0; i < n; i++) {
         int ex;
@@ -593,8 +696,9 @@ int trainerd_sft_main(int argc, char **argv)
     rl_run r;
     if (rl_run_open(&r, &o)) return 1;
     rl_dataset d, val = {0};
-    if (rl_dataset_load(&d, o.data, &r.tok, "response", r.m->cfg.max_seq)) return 1;
-    if (o.val && rl_dataset_load(&val, o.val, &r.tok, "response", r.m->cfg.max_seq)) return 1;
+    if (rl_dataset_load(&d, o.data, &r.tok, "response", r.m->cfg.max_seq, !o.raw_prompts)) return 1;
+    if (o.val && rl_dataset_load(&val, o.val, &r.tok, "response", r.m->cfg.max_seq, !o.raw_prompts))
+        return 1;
     FILE *logf = o.log_path && rl_dist_rank() == 0 ? fopen(o.log_path, "a") : NULL;
     int rank = rl_dist_rank(), world = rl_dist_world();
     int B = o.batch, *pick = agl_malloc(sizeof(int) * B), rc = 0;
@@ -632,7 +736,7 @@ int trainerd_sft_main(int argc, char **argv)
         long step = (long)r.state[1];
         double vr = -1, ve = -1;
         if (val.n && (step % o.val_every == 0 || step == o.steps))
-            rl_evaluate(r.m, &val, o.val_n, 16, &vr, &ve);
+            rl_evaluate(r.m, &r.tok, &val, o.val_n, 16, &vr, &ve);
         if (rank == 0) {
             if (!o.quiet)
                 printf("sft step %ld/%d loss %.4f grad_norm %.3f tokens/s %.0f%s", step, o.steps,
@@ -668,7 +772,7 @@ int trainerd_sft_main(int argc, char **argv)
     free(dlogp);
     rl_dataset_free(&d);
     rl_dataset_free(&val);
-    rl_model_free(r.m);
+    rl_run_close(&r);
     rl_dist_finalize();
     return rc;
 }
@@ -747,7 +851,7 @@ static int dump_check(const rl_opts *o)
     if (rc) fprintf(stderr, "trainerd: cannot write %s\n", o->dump_check);
     free(tokens), free(targets), free(mask), free(old), free(ref), free(dl), free(rew);
     free(adv), free(grp), free(gi), free(ftok), free(ftgt);
-    rl_model_free(m);
+    rl_run_close(&r);
     return rc ? 1 : 0;
 }
 
@@ -771,8 +875,8 @@ static void grpo_step(rl_run *r, const rl_opts *o, const rl_dataset *d, const rl
     }
     /* every rank generates only its own sequences; RNG streams are keyed by the global index */
     int s0 = plo * G;
-    rl_generate(r->m, B, s0, pp + s0, np + s0, o->max_new, o->temperature, o->top_p, gen_seed, out,
-                len, NULL);
+    rl_generate(r->m, &r->tok, B, s0, pp + s0, np + s0, o->max_new, o->temperature, o->top_p,
+                gen_seed, out, len, NULL);
     float *rew = agl_calloc((size_t)BG + 1, sizeof(float));
     double exact = 0;
     for (int i = 0; i < B; i++) {
@@ -870,8 +974,9 @@ int trainerd_rl_main(int argc, char **argv)
     rl_run r;
     if (rl_run_open(&r, &o)) return 1;
     rl_dataset d, val = {0};
-    if (rl_dataset_load(&d, o.data, &r.tok, "answer", r.m->cfg.max_seq)) return 1;
-    if (o.val && rl_dataset_load(&val, o.val, &r.tok, "answer", r.m->cfg.max_seq)) return 1;
+    if (rl_dataset_load(&d, o.data, &r.tok, "answer", r.m->cfg.max_seq, !o.raw_prompts)) return 1;
+    if (o.val && rl_dataset_load(&val, o.val, &r.tok, "answer", r.m->cfg.max_seq, !o.raw_prompts))
+        return 1;
     if (o.prompts % rl_dist_world()) {
         fprintf(stderr, "trainerd rl: --prompts must be a multiple of the number of ranks\n");
         return 2;
@@ -885,7 +990,7 @@ int trainerd_rl_main(int argc, char **argv)
     FILE *logf = o.log_path && rank == 0 ? fopen(o.log_path, "a") : NULL;
     if (val.n && r.state[1] == 0) {
         double vr, ve;
-        rl_evaluate(r.m, &val, o.val_n, o.max_new, &vr, &ve);
+        rl_evaluate(r.m, &r.tok, &val, o.val_n, o.max_new, &vr, &ve);
         if (rank == 0 && !o.quiet) printf("rl step 0 val_reward %.3f val_exact %.3f\n", vr, ve);
         if (logf) {
             fprintf(logf, "{\"step\":0,\"val_reward\":%.4f,\"val_exact\":%.4f}\n", vr, ve);
@@ -900,7 +1005,7 @@ int trainerd_rl_main(int argc, char **argv)
         long step = (long)r.state[1];
         double dt = rl_now_s() - t0, vr = -1, ve = -1;
         if (val.n && (step % o.val_every == 0 || step == o.steps))
-            rl_evaluate(r.m, &val, o.val_n, o.max_new, &vr, &ve);
+            rl_evaluate(r.m, &r.tok, &val, o.val_n, o.max_new, &vr, &ve);
         if (rank == 0) {
             if (!o.quiet) {
                 printf("rl step %ld/%d reward %.3f±%.3f exact %.2f zero_var %.2f clip %.3f "
@@ -935,7 +1040,7 @@ int trainerd_rl_main(int argc, char **argv)
     rl_model_free(ref);
     rl_dataset_free(&d);
     rl_dataset_free(&val);
-    rl_model_free(r.m);
+    rl_run_close(&r);
     rl_dist_finalize();
     return rc;
 }

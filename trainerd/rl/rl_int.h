@@ -24,6 +24,10 @@ typedef struct {
     const char *store, *listen, *serve_url, *model_name, *serve_log, *adapter;
     double rollout_timeout; /* seconds a step waits for its rollouts (0 = no limit) */
     int max_batch;          /* sequences the policy server decodes together */
+    /* real checkpoints (GGUF file / HF folder, pretrained.h) */
+    int max_seq;               /* cap on the context (default 2048 for real checkpoints) */
+    const char *chat_template; /* chatml | llama3: override the checkpoint's */
+    int raw_prompts;           /* data prompts are not wrapped in the chat template */
 } rl_opts;
 
 /* Parses the options of `trainerd CMD` ("sft", "rl", "serve"); prints and returns -1 on error. */
@@ -40,9 +44,12 @@ typedef struct {
     int n;
 } rl_dataset;
 
-/* Reads JSONL with keys "prompt" and `rkey`. Returns 0 or -1 (message printed). */
+/* Reads JSONL with keys "prompt" and `rkey`. Char tokenizers: BOS + prompt, response + EOS.
+ * A real checkpoint's tokenizer: the prompt rendered as one user turn of its chat template
+ * (unless chat is 0 or it has none; then BOS when the checkpoint adds one), the response followed
+ * by the end-of-turn token (eos without a template). Returns 0 or -1 (message printed). */
 int rl_dataset_load(rl_dataset *d, const char *path, const rl_tok *tok, const char *rkey,
-                    int max_seq);
+                    int max_seq, int chat);
 void rl_dataset_free(rl_dataset *d);
 
 /* A batch of sequences [prompt ; response], right-padded to T. Targets score response tokens. */
@@ -57,31 +64,38 @@ void rl_batch_build(rl_batch *bt, int B, const int *const *prompt, const int *np
 void rl_batch_free(rl_batch *bt);
 
 /* ---------------------------------------------------------------- run state */
+struct rl_pretrained;
 typedef struct {
     rl_model *m;
     rl_tok tok;
+    struct rl_pretrained *pre; /* a real checkpoint's tokenizer and metadata, or NULL; owns m */
     uint64_t state[RL_STATE_WORDS]; /* [0] data RNG, [1] steps done */
 } rl_run;
 
 /* Loads --model/--resume (and the tokenizer); returns 0 or -1 (message printed). */
 int rl_run_open(rl_run *r, const rl_opts *o);
-/* Saves a checkpoint into dir on rank 0. Returns 0 or -1 (message printed). */
+/* Saves a checkpoint into dir on rank 0 (a real checkpoint as an HF folder with its tokenizer,
+ * rl_pretrained_save). Returns 0 or -1 (message printed). */
 int rl_run_save(rl_run *r, const rl_opts *o, const char *dir);
+/* Frees the model (and the real checkpoint's tokenizer). */
+void rl_run_close(rl_run *r);
 
 /* ---------------------------------------------------------------- sampling */
 uint64_t rl_mix64(uint64_t x);
-/* Samples one id from logits (pad and bos excluded; logits are modified). temperature 0 =
- * greedy. Returns the id and its log-prob under the temperature-scaled distribution. */
-int rl_sample(float *logits, int V, float temp, float top_p, uint64_t *rng, float *lp);
-/* In-process batched generation (see rl.c). */
-void rl_generate(const rl_model *m, int n, int base, const int *const *prompt, const int *np,
-                 int max_new, float temp, float top_p, uint64_t seed, int *out, int *len,
-                 float *lps);
+/* Samples one id from logits (logits are modified): char tokenizers never sample pad and bos,
+ * BPE tokenizers never ids past their vocabulary. temperature 0 = greedy. Returns the id and its
+ * log-prob under the temperature-scaled distribution. */
+int rl_sample(float *logits, int V, const rl_tok *tok, float temp, float top_p, uint64_t *rng,
+              float *lp);
+/* In-process batched generation (see rl.c); stops at rl_tok_is_stop. */
+void rl_generate(const rl_model *m, const rl_tok *tok, int n, int base, const int *const *prompt,
+                 const int *np, int max_new, float temp, float top_p, uint64_t seed, int *out,
+                 int *len, float *lps);
 /* Built-in verifier: matched positions of answer+EOS over its length. */
 float rl_verify(const int *resp, int nr, const rl_example *e, int *exact);
 /* Greedy evaluation on up to n examples: mean reward and exact-match fraction. */
-void rl_evaluate(const rl_model *m, const rl_dataset *d, int n, int max_new, double *reward,
-                 double *exact);
+void rl_evaluate(const rl_model *m, const rl_tok *tok, const rl_dataset *d, int n, int max_new,
+                 double *reward, double *exact);
 double rl_now_s(void);
 
 /* `trainerd rl --store URL`: the loop through stored + runnerd (loop_store.c). */

@@ -1,6 +1,7 @@
 /* server — OpenAI-compatible policy server with vLLM token-id fields (see server.h). */
 #include "server.h"
 #include "../trainerd.h"
+#include "pretrained.h"
 #include "rl_int.h"
 
 #include "agl_alloc.h"
@@ -43,9 +44,10 @@ typedef struct seq {
     int *top_id;
     float *top_lp; /* cap x j->top */
     int n;
-    agl_buf text; /* decoded text (special tokens decode to nothing) */
-    int *offset;  /* text offset where each token's text starts */
-    size_t keep;  /* final text length (stop strings trimmed) */
+    agl_buf text;     /* decoded text (special tokens decode to nothing) */
+    rl_bpe_stream st; /* BPE: bytes of a character not complete yet */
+    int *offset;      /* text offset where each token's text starts */
+    size_t keep;      /* final text length (stop strings trimmed) */
     int started, done;
     int stop_str;     /* index of the stop string that ended it, or -1 */
     int stop_tok;     /* stop_token_ids entry that ended it, or -1 */
@@ -65,9 +67,10 @@ struct job {
     int nstop;
     int *stop_ids, nstop_ids;
     int ignore_eos;
-    int logprobs; /* 1 when the response carries log-probs */
-    int top;      /* alternatives per position */
-    int as_ids;   /* return_tokens_as_token_ids */
+    int logprobs;     /* 1 when the response carries log-probs */
+    int top;          /* alternatives per position */
+    int as_ids;       /* return_tokens_as_token_ids */
+    int keep_special; /* skip_special_tokens: false (BPE: special tokens' text kept) */
     int stream, stream_usage;
     uint64_t seed;
     seq *seqs; /* nprompt * n */
@@ -182,7 +185,7 @@ static void seq_advance(const rl_server *s, seq *q)
     if (j->top > 0) { /* top alternatives among the ids that can be sampled, raw log-probs */
         int *ti = q->top_id + (size_t)q->n * j->top, k = 0;
         float *tl = q->top_lp + (size_t)q->n * j->top;
-        for (int i = RL_TOK_EOS; i < s->tok->vocab; i++) { /* insertion into a sorted top-k */
+        for (int i = s->tok->pre ? 0 : RL_TOK_EOS; i < s->tok->vocab; i++) { /* sorted top-k */
             if (k == j->top && lg[i] <= lg[ti[k - 1]]) continue;
             int p = k < j->top ? k++ : k - 1;
             while (p > 0 && lg[ti[p - 1]] < lg[i]) ti[p] = ti[p - 1], p--;
@@ -194,18 +197,23 @@ static void seq_advance(const rl_server *s, seq *q)
     /* ids past the tokenizer (a vocab padded for the matrices) are no tokens: never sampled */
     for (int i = s->tok->vocab; i < V; i++) lg[i] = -INFINITY;
     float tlp;
-    int id = rl_sample(lg, V, j->temperature, j->top_p, &q->rng, &tlp);
+    int id = rl_sample(lg, V, s->tok, j->temperature, j->top_p, &q->rng, &tlp);
     /* rl_sample masks other ids but never the one it picks: lg[id] is still the raw logit */
     q->out[q->n] = id;
     q->lp[q->n] = (float)(lg[id] - lse);
     q->offset[q->n] = (int)q->text.len;
     q->n++;
-    char piece[8];
-    int pl = rl_tok_decode(s->tok, id, piece, sizeof piece);
     size_t before = q->text.len;
-    if (pl > 0) agl_buf_put(&q->text, piece, (size_t)pl);
+    if (s->tok->pre) { /* the text of exactly the sampled ids; whole characters only */
+        rl_bpe_stream_push(s->tok->pre->bpe, &q->st, id, !j->keep_special, &q->text);
+    } else {
+        char piece[8];
+        int n = rl_tok_decode(s->tok, id, piece, sizeof piece);
+        if (n > 0) agl_buf_put(&q->text, piece, (size_t)n);
+    }
+    int pl = (int)(q->text.len - before);
     q->keep = q->text.len;
-    if (id == RL_TOK_EOS && !j->ignore_eos) q->done = 1;
+    if (rl_tok_is_stop(s->tok, id) && !j->ignore_eos) q->done = 1;
     for (int k = 0; !q->done && k < j->nstop_ids; k++)
         if (id == j->stop_ids[k]) q->done = 1, q->stop_tok = id;
     for (int k = 0; !q->done && pl > 0 && k < j->nstop; k++) {
@@ -219,6 +227,10 @@ static void seq_advance(const rl_server *s, seq *q)
             }
     }
     if (!q->done && (q->n >= q->cap || q->kv.len >= q->kv.cap)) q->done = 1, q->length = 1;
+    if (q->done && q->st.n) { /* a character cut off by the end: U+FFFD, as the one-shot decode */
+        rl_bpe_stream_flush(&q->st, &q->text);
+        if (q->stop_str < 0) q->keep = q->text.len;
+    }
     if (!q->done) rl_model_step(m, &q->kv, id, lg, q->scratch);
     if (q->done) seq_release(q);
 }
@@ -349,6 +361,18 @@ static void add_prompt(job *j, int *ids, int n)
 static int encode_text(const rl_server *s, const char *text, size_t len, job *j, req_err *e,
                        const char *param)
 {
+    if (s->tok->pre) { /* special tokens in the text are parsed, as vLLM's tokenizer does */
+        const rl_pretrained *p = s->tok->pre;
+        int n, *ids = rl_bpe_encode(p->bpe, text, len, 1, &n);
+        if (p->add_bos && p->bos >= 0 && !(n > 0 && ids[0] == p->bos)) {
+            ids = agl_realloc(ids, sizeof(int) * (size_t)(n + 1));
+            memmove(ids + 1, ids, sizeof(int) * (size_t)n);
+            ids[0] = p->bos;
+            n++;
+        }
+        add_prompt(j, ids, n);
+        return 0;
+    }
     int *ids = agl_malloc(sizeof(int) * (len + 1));
     ids[0] = RL_TOK_BOS;
     int n = rl_tok_encode(s->tok, text, len, ids + 1, (int)len);
@@ -398,6 +422,49 @@ static int content_text(json_t *c, agl_buf *b)
     return 0;
 }
 
+/* A real checkpoint's chat: the messages rendered with its chat template (+ the assistant
+ * header unless add_generation_prompt is false), then tokenized with special tokens parsed. */
+static int chat_prompt(const rl_server *s, json_t *body, json_t *msgs, job *j, req_err *e)
+{
+    const rl_pretrained *p = s->tok->pre;
+    if (p->chat.kind == RL_CHAT_NONE)
+        return fail(e, "messages",
+                    "the model has no chat template it recognises (start the server with "
+                    "--chat-template chatml|llama3, or use /v1/completions)%s",
+                    NULL);
+    size_t n = json_array_size(msgs), i;
+    rl_chat_msg *m = agl_calloc(n, sizeof *m);
+    agl_buf *txt = agl_calloc(n, sizeof *txt);
+    json_t *msg;
+    int rc = 0;
+    json_array_foreach(msgs, i, msg)
+    {
+        agl_buf_init(&txt[i]);
+        const char *role = json_string_value(json_object_get(msg, "role"));
+        if (!role) {
+            rc = fail(e, "messages", "every message needs a role%s", NULL);
+            break;
+        }
+        if (content_text(json_object_get(msg, "content"), &txt[i])) {
+            rc = fail(e, "messages", "message content must be text%s", NULL);
+            break;
+        }
+        agl_buf_putc(&txt[i], 0); /* NUL-terminated even when empty */
+        m[i].role = role;
+        m[i].content = txt[i].data;
+    }
+    if (rc == 0) {
+        json_t *agp = json_object_get(body, "add_generation_prompt");
+        char *r = rl_chat_render(&p->chat, m, (int)n, !json_is_false(agp));
+        rc = encode_text(s, r, strlen(r), j, e, "messages");
+        free(r);
+    }
+    for (size_t k = 0; k < n; k++) agl_buf_free(&txt[k]);
+    free(txt);
+    free(m);
+    return rc;
+}
+
 static int num(json_t *body, const char *key, double dflt, double lo, double hi, double *out,
                req_err *e)
 {
@@ -421,20 +488,24 @@ static int parse_job(rl_server *s, json_t *body, int chat, job *j, req_err *e)
         json_t *msgs = json_object_get(body, "messages");
         if (!json_is_array(msgs) || !json_array_size(msgs))
             return fail(e, "messages", "messages must be a non-empty list%s", NULL);
-        agl_buf b;
-        agl_buf_init(&b);
-        size_t i;
-        json_t *msg;
-        json_array_foreach(msgs, i, msg)
-        {
-            if (content_text(json_object_get(msg, "content"), &b)) {
-                agl_buf_free(&b);
-                return fail(e, "messages", "message content must be text%s", NULL);
+        if (s->tok->pre) {
+            if (chat_prompt(s, body, msgs, j, e)) return -1;
+        } else {
+            agl_buf b;
+            agl_buf_init(&b);
+            size_t i;
+            json_t *msg;
+            json_array_foreach(msgs, i, msg)
+            {
+                if (content_text(json_object_get(msg, "content"), &b)) {
+                    agl_buf_free(&b);
+                    return fail(e, "messages", "message content must be text%s", NULL);
+                }
             }
+            int rc = encode_text(s, b.data ? b.data : "", b.len, j, e, "messages");
+            agl_buf_free(&b);
+            if (rc) return rc;
         }
-        int rc = encode_text(s, b.data ? b.data : "", b.len, j, e, "messages");
-        agl_buf_free(&b);
-        if (rc) return rc;
     } else {
         json_t *p = json_object_get(body, "prompt");
         if (json_is_string(p)) {
@@ -533,6 +604,7 @@ static int parse_job(rl_server *s, json_t *body, int chat, job *j, req_err *e)
     }
     j->ignore_eos = json_is_true(json_object_get(body, "ignore_eos"));
     j->as_ids = json_is_true(json_object_get(body, "return_tokens_as_token_ids"));
+    j->keep_special = json_is_false(json_object_get(body, "skip_special_tokens"));
     json_t *lp = json_object_get(body, "logprobs");
     if (chat) {
         j->logprobs = json_is_true(lp);
@@ -561,18 +633,45 @@ static json_t *ids_json(const int *ids, int n)
     return a;
 }
 
-static void token_str(const rl_server *s, const job *j, int id, char *out, size_t cap)
+/* The text of token id alone (a BPE token that is part of a character: U+FFFD, like a lossy
+ * decode; special tokens as their content) into out, reset first. */
+static void token_str(const rl_server *s, const job *j, int id, agl_buf *out)
 {
+    agl_buf_reset(out);
+    agl_buf_putc(out, 0); /* data is non-NULL and NUL-terminated from here on */
+    out->len = 0;
     if (j->as_ids) {
-        snprintf(out, cap, "token_id:%d", id);
+        agl_buf_printf(out, "token_id:%d", id);
+        return;
+    }
+    if (s->tok->pre) {
+        rl_bpe_decode(s->tok->pre->bpe, &id, 1, 0, out);
         return;
     }
     static const char *const special[] = {"<pad>", "<bos>", "<eos>"};
     if (id >= 0 && id < 3) {
-        snprintf(out, cap, "%s", special[id]);
+        agl_buf_puts(out, special[id]);
         return;
     }
-    rl_tok_decode(s->tok, id, out, (int)cap);
+    char t[8];
+    int n = rl_tok_decode(s->tok, id, t, sizeof t);
+    if (n > 0) agl_buf_put(out, t, (size_t)n);
+}
+
+/* OpenAI's "bytes" of a token: its own UTF-8 bytes (BPE: the raw bytes, a partial character
+ * included). */
+static json_t *token_bytes_json(const rl_server *s, const job *j, int id, const agl_buf *t)
+{
+    json_t *a = json_array();
+    size_t n = t->len;
+    const unsigned char *p = (const unsigned char *)t->data;
+    if (s->tok->pre && !j->as_ids) {
+        const char *raw = rl_bpe_token_bytes(s->tok->pre->bpe, id, &n);
+        p = (const unsigned char *)raw;
+        if (!raw) n = 0;
+    }
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, json_integer(p[i]));
+    return a;
 }
 
 /* Token k's text clipped to the kept (stop-trimmed) text. */
@@ -584,37 +683,33 @@ static json_t *piece_json(const seq *q, int k)
     return json_stringn(q->text.data ? q->text.data + a : "", b - a);
 }
 
-static json_t *bytes_json(const char *t)
-{
-    json_t *a = json_array();
-    for (const unsigned char *p = (const unsigned char *)t; *p; p++)
-        json_array_append_new(a, json_integer(*p));
-    return a;
-}
-
 static json_t *top_json(const rl_server *s, const seq *q, int k, int chat)
 {
     const job *j = q->j;
-    char t[32];
+    agl_buf t;
+    agl_buf_init(&t);
     if (chat) {
         json_t *arr = json_array();
         for (int a = 0; a < j->top; a++) {
             int id = q->top_id[(size_t)k * j->top + a];
             if (id < 0) break;
-            token_str(s, j, id, t, sizeof t);
-            json_array_append_new(arr, json_pack("{s:s, s:f, s:o}", "token", t, "logprob",
-                                                 (double)q->top_lp[(size_t)k * j->top + a], "bytes",
-                                                 bytes_json(t)));
+            token_str(s, j, id, &t);
+            json_array_append_new(arr,
+                                  json_pack("{s:s%, s:f, s:o}", "token", t.data, t.len, "logprob",
+                                            (double)q->top_lp[(size_t)k * j->top + a], "bytes",
+                                            token_bytes_json(s, j, id, &t)));
         }
+        agl_buf_free(&t);
         return arr;
     }
     json_t *obj = json_object();
     for (int a = 0; a < j->top; a++) {
         int id = q->top_id[(size_t)k * j->top + a];
         if (id < 0) break;
-        token_str(s, j, id, t, sizeof t);
-        json_object_set_new(obj, t, json_real(q->top_lp[(size_t)k * j->top + a]));
+        token_str(s, j, id, &t);
+        json_object_setn_new(obj, t.data, t.len, json_real(q->top_lp[(size_t)k * j->top + a]));
     }
+    agl_buf_free(&t);
     return obj;
 }
 
@@ -622,26 +717,29 @@ static json_t *top_json(const rl_server *s, const seq *q, int k, int chat)
 static json_t *logprobs_json(const rl_server *s, const seq *q, int k0, int k1)
 {
     const job *j = q->j;
-    char t[32];
+    agl_buf t;
+    agl_buf_init(&t);
     if (j->chat) {
         json_t *content = json_array();
         for (int k = k0; k < k1; k++) {
-            token_str(s, j, q->out[k], t, sizeof t);
-            json_array_append_new(content, json_pack("{s:s, s:f, s:o, s:o}", "token", t, "logprob",
-                                                     (double)q->lp[k], "bytes", bytes_json(t),
-                                                     "top_logprobs",
-                                                     j->top ? top_json(s, q, k, 1) : json_array()));
+            token_str(s, j, q->out[k], &t);
+            json_array_append_new(
+                content, json_pack("{s:s%, s:f, s:o, s:o}", "token", t.data, t.len, "logprob",
+                                   (double)q->lp[k], "bytes", token_bytes_json(s, j, q->out[k], &t),
+                                   "top_logprobs", j->top ? top_json(s, q, k, 1) : json_array()));
         }
+        agl_buf_free(&t);
         return json_pack("{s:o}", "content", content);
     }
     json_t *toks = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
     for (int k = k0; k < k1; k++) {
-        token_str(s, j, q->out[k], t, sizeof t);
-        json_array_append_new(toks, json_string(t));
+        token_str(s, j, q->out[k], &t);
+        json_array_append_new(toks, json_stringn(t.data, t.len));
         json_array_append_new(lps, json_real(q->lp[k]));
         json_array_append_new(tops, j->top ? top_json(s, q, k, 0) : json_null());
         json_array_append_new(offs, json_integer(q->offset[k]));
     }
+    agl_buf_free(&t);
     return json_pack("{s:o, s:o, s:o, s:o}", "tokens", toks, "token_logprobs", lps, "top_logprobs",
                      tops, "text_offset", offs);
 }
@@ -1060,7 +1158,7 @@ int trainerd_serve_main(int argc, char **argv)
     rl_server *s = rl_server_start(r.m, &r.tok, &so, err, sizeof err);
     if (!s) {
         fprintf(stderr, "trainerd serve: %s\n", err);
-        rl_model_free(r.m);
+        rl_run_close(&r);
         return 1;
     }
     printf("trainerd serve: %s serving %s (%zu parameters, context %d) on %s\n", o.model_name,
@@ -1073,6 +1171,6 @@ int trainerd_serve_main(int argc, char **argv)
     rl_server_stop(s);
     printf("trainerd serve: stopped by signal %d after %ld requests, %ld tokens\n", sig, nreq,
            ntok);
-    rl_model_free(r.m);
+    rl_run_close(&r);
     return 0;
 }

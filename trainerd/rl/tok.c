@@ -24,6 +24,7 @@ int rl_tok_init(rl_tok *t, const char *spec, const char **err)
     }
     for (int i = 0; i < t->nchars; i++) t->id_of[t->chars[i]] = 3 + i;
     t->vocab = 3 + t->nchars;
+    t->pad = RL_TOK_PAD, t->bos = RL_TOK_BOS, t->eos = RL_TOK_EOS, t->eot = -1;
     return 0;
 }
 
