@@ -226,10 +226,12 @@ void list_build(list_sql *s, agl_buf *out, const char *cols, const char *from, c
     }
     /* Ties (and no sort at all) keep storage order, also under DESC. */
     agl_buf_printf(out, "%s ASC", pos_col);
-    agl_buf_printf(
-        out, " LIMIT %s OFFSET %s",
-        list_param(s, q->limit < 0 ? NULL : agl_arena_printf(s->a, "%" PRId64, q->limit)),
-        list_param(s, agl_arena_printf(s->a, "%" PRId64, q->offset)));
+    /* Two statements: argument evaluation order is unspecified in C, and the placeholders
+     * must come out as $n-1 (limit) and $n (offset) — list_build_count relies on it. */
+    const char *lim =
+        list_param(s, q->limit < 0 ? NULL : agl_arena_printf(s->a, "%" PRId64, q->limit));
+    const char *off = list_param(s, agl_arena_printf(s->a, "%" PRId64, q->offset));
+    agl_buf_printf(out, " LIMIT %s OFFSET %s", lim, off);
 }
 
 void list_build_count(list_sql *s, agl_buf *out, const char *from, const char *scope)
