@@ -1,11 +1,16 @@
-/* agl_util — random ids and clocks. */
+/* agl_util — random ids, clocks, systemd readiness. */
 #include "agl_util.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 void agl_id_new(char *out, size_t cap, const char *prefix, int nhex)
 {
@@ -52,4 +57,20 @@ void agl_sleep(double seconds)
     ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+void agl_sd_notify(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || !path[0] || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+    if (sa.sun_path[0] == '@') sa.sun_path[0] = 0; /* abstract namespace */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0) {
+        /* best effort: systemd then falls back to its start timeout */
+    }
+    close(fd);
 }

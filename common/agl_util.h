@@ -18,4 +18,8 @@ double agl_monotonic(void);
 /* Sleeps for the given seconds (fractions allowed). */
 void agl_sleep(double seconds);
 
+/* systemd readiness protocol (Type=notify): sends state (e.g. "READY=1", "STOPPING=1") to
+ * $NOTIFY_SOCKET when the daemon runs under systemd; does nothing otherwise. */
+void agl_sd_notify(const char *state);
+
 #endif

@@ -5,6 +5,7 @@
 #include "agl_config.h"
 #include "agl_http_client.h"
 #include "agl_log.h"
+#include "agl_util.h"
 #include "runnerd.h"
 
 #include <errno.h>
@@ -149,6 +150,7 @@ int main(int argc, char **argv)
         agl_info("%ld worker(s) running agent %s against %s", cfg.workers, cfg.agent,
                  cfg.store_url);
     }
+    agl_sd_notify("READY=1");
     int nsig = 0;
     for (;;) {
         if (wp && worker_pool_live(wp) == 0) break;

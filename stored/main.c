@@ -145,8 +145,10 @@ int main(int argc, char **argv)
     }
     retention *ret = retention_start(ctx.pool, &ro);
     agl_info("serving on %s (database %s)", listen, epg ? "embedded" : "external");
+    agl_sd_notify("READY=1");
     int sig = 0;
     sigwait(&sigs, &sig);
+    agl_sd_notify("STOPPING=1");
     agl_info("received %s, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     ctx.stopping = true;
     stored_done_broadcast(&ctx); /* release wait_for_rollouts waiters */

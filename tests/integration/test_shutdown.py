@@ -48,3 +48,22 @@ def test_restart_keeps_data(pg):
         assert [r["rollout_id"] for r in got["items"]] == ids
     finally:
         assert s.stop() == 0
+
+
+def test_systemd_readiness_notification(pg, tmp_path):
+    """Under systemd (Type=notify) stored reports READY=1 once it serves, STOPPING=1 on SIGTERM."""
+    import socket
+
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    try:
+        s = harness.start_stored(pg.create_database("shutdown_notify"),
+                                 env=dict(os.environ, NOTIFY_SOCKET=path))
+        assert sock.recv(256) == b"READY=1"
+        assert requests.get(s.url + "/v1/agl/health").status_code == 200
+        assert s.stop() == 0
+        assert sock.recv(256) == b"STOPPING=1"
+    finally:
+        sock.close()
