@@ -8,10 +8,12 @@
 #include "agl_buf.h"
 #include "agl_util.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -52,6 +54,8 @@ typedef struct seq {
     int stop_str;     /* index of the stop string that ended it, or -1 */
     int stop_tok;     /* stop_token_ids entry that ended it, or -1 */
     int length;       /* 1 = ended by the token limit */
+    int sent;         /* stream: tokens whose chunks are formatted */
+    agl_buf pend;     /* stream: chunks formatted during the last step, not yet in j->out */
     struct seq *next; /* pending queue */
 } seq;
 
@@ -76,6 +80,14 @@ struct job {
     seq *seqs; /* nprompt * n */
     int nseq, remaining;
     long version;
+    /* stream: the SSE bytes not sent yet (the engine appends, the connection thread drains; both
+     * under s->mu), signalled on `ready`; cancel = the client is gone */
+    char id[64];
+    long created;
+    agl_buf out;
+    size_t out_off;
+    int cancel, finished;
+    pthread_cond_t ready;
 };
 
 #define NREC 8192
@@ -165,6 +177,9 @@ static void seq_release(seq *q)
     q->scratch = q->logits = NULL;
 }
 
+static void stream_emit(const rl_server *s, seq *q);
+static void stream_head(const rl_server *s, job *j);
+
 /* Advances one sequence by one token: prefill on the first call, then sample, check the stop
  * conditions and feed the token. Runs on an OpenMP thread; touches only q and reads the model. */
 static void seq_advance(const rl_server *s, seq *q)
@@ -233,6 +248,7 @@ static void seq_advance(const rl_server *s, seq *q)
     }
     if (!q->done) rl_model_step(m, &q->kv, id, lg, q->scratch);
     if (q->done) seq_release(q);
+    if (j->stream) stream_emit(s, q);
 }
 
 static void *engine_main(void *arg)
@@ -260,12 +276,20 @@ static void *engine_main(void *arg)
         pthread_mutex_lock(&s->mu);
         int k = 0, wake = 0;
         for (int i = 0; i < na; i++) {
-            if (!act[i]->done) {
-                act[k++] = act[i];
+            seq *q = act[i];
+            job *j = q->j;
+            if (j->stream) { /* hand this step's chunks to the connection thread */
+                if (q->pend.len) agl_buf_put(&j->out, q->pend.data, q->pend.len);
+                agl_buf_reset(&q->pend);
+                pthread_cond_broadcast(&j->ready);
+            }
+            if (!q->done && !j->cancel) {
+                act[k++] = q;
                 continue;
             }
-            atomic_fetch_add(&s->tokens, act[i]->n);
-            if (--act[i]->j->remaining == 0) wake = 1;
+            if (!q->done) seq_release(q); /* cancelled: the client went away */
+            atomic_fetch_add(&s->tokens, q->n);
+            if (--j->remaining == 0) wake = 1;
         }
         na = k;
         if (wake) pthread_cond_broadcast(&s->done);
@@ -275,8 +299,8 @@ static void *engine_main(void *arg)
     return NULL;
 }
 
-/* Queues the job's sequences and waits until all are done. */
-static void run_job(rl_server *s, job *j)
+/* Queues the job's sequences (the engine starts on them at its next step). */
+static void job_queue(rl_server *s, job *j)
 {
     int total = j->nprompt * j->n;
     j->seqs = agl_calloc((size_t)total, sizeof(seq));
@@ -303,6 +327,7 @@ static void run_job(rl_server *s, job *j)
             agl_buf_init(&q->text);
             q->stop_str = q->stop_tok = -1;
         }
+    if (j->stream) stream_head(s, j); /* the engine does not see the job yet */
     pthread_mutex_lock(&s->mu);
     j->version = s->version;
     for (int i = 0; i < total; i++) {
@@ -315,6 +340,14 @@ static void run_job(rl_server *s, job *j)
         s->tail = q;
     }
     pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Queues the job's sequences and waits until all are done. */
+static void run_job(rl_server *s, job *j)
+{
+    job_queue(s, j);
+    pthread_mutex_lock(&s->mu);
     while (j->remaining > 0) pthread_cond_wait(&s->done, &s->mu);
     pthread_mutex_unlock(&s->mu);
 }
@@ -325,7 +358,9 @@ static void job_free(job *j)
         seq *q = &j->seqs[i];
         free(q->out), free(q->lp), free(q->offset), free(q->top_id), free(q->top_lp);
         agl_buf_free(&q->text);
+        agl_buf_free(&q->pend);
     }
+    agl_buf_free(&j->out);
     free(j->seqs);
     for (int p = 0; p < j->nprompt; p++) free(j->prompt[p]);
     free(j->prompt);
@@ -805,57 +840,86 @@ static void sse(agl_buf *b, json_t *ev)
     json_decref(ev);
 }
 
-/* The whole stream at once: vLLM's chunk shapes (token_ids per chunk, prompt_token_ids first). */
-static char *stream_body(const rl_server *s, const job *j, const char *id, long created,
-                         size_t *len)
+/* ---------------------------------------------------------------- streaming (SSE)
+ * vLLM's chunk shapes: token_ids per chunk, prompt_token_ids in the first chunk (chat: the role
+ * chunk of choice 0; completions: each choice's first token). The chunks of a sequence are
+ * formatted by the engine as it samples (stream_emit, on the sequence's OpenMP thread) and
+ * drained by the connection thread (stream_read), so each token goes out as it is produced. */
+static json_t *stream_base(const rl_server *s, const job *j)
 {
-    agl_buf b;
-    agl_buf_init(&b);
-    const char *obj = j->chat ? "chat.completion.chunk" : "text_completion";
-#define BASE()                                                                                     \
-    json_pack("{s:s, s:s, s:I, s:s}", "id", id, "object", obj, "created", (json_int_t)created,     \
-              "model", s->name)
-    for (int i = 0; i < j->nseq; i++) {
-        const seq *q = &j->seqs[i];
-        if (j->chat) {
-            json_t *ev = BASE();
-            json_object_set_new(ev, "choices",
-                                json_pack("[{s:i, s:{s:s, s:s}, s:n, s:n}]", "index", q->idx,
-                                          "delta", "role", "assistant", "content", "", "logprobs",
-                                          "finish_reason"));
-            if (i == 0)
-                json_object_set_new(ev, "prompt_token_ids", ids_json(j->prompt[0], j->np[0]));
-            sse(&b, ev);
-        }
-        for (int k = 0; k < q->n; k++) {
-            json_t *ev = BASE(), *ch = json_pack("{s:i, s:o}", "index", q->idx, "token_ids",
-                                                 ids_json(q->out + k, 1));
-            if (j->chat)
-                json_object_set_new(ch, "delta", json_pack("{s:o}", "content", piece_json(q, k)));
-            else
-                json_object_set_new(ch, "text", piece_json(q, k));
-            json_object_set_new(ch, "logprobs",
-                                j->logprobs ? logprobs_json(s, q, k, k + 1) : json_null());
-            int last = k == q->n - 1;
-            json_object_set_new(ch, "finish_reason",
-                                last ? json_string(finish_reason(q)) : json_null());
-            if (last) json_object_set_new(ch, "stop_reason", stop_reason(q));
-            if (!j->chat && k == 0)
-                json_object_set_new(ch, "prompt_token_ids", ids_json(q->prompt, q->np));
-            json_object_set_new(ev, "choices", json_pack("[o]", ch));
-            sse(&b, ev);
-        }
+    return json_pack("{s:s, s:s, s:I, s:s}", "id", j->id, "object",
+                     j->chat ? "chat.completion.chunk" : "text_completion", "created",
+                     (json_int_t)j->created, "model", s->name);
+}
+
+/* Chat: every choice's role chunk, before any token. */
+static void stream_head(const rl_server *s, job *j)
+{
+    for (int i = 0; j->chat && i < j->nseq; i++) {
+        json_t *ev = stream_base(s, j);
+        json_object_set_new(ev, "choices",
+                            json_pack("[{s:i, s:{s:s, s:s}, s:n, s:n}]", "index", j->seqs[i].idx,
+                                      "delta", "role", "assistant", "content", "", "logprobs",
+                                      "finish_reason"));
+        if (i == 0) json_object_set_new(ev, "prompt_token_ids", ids_json(j->prompt[0], j->np[0]));
+        sse(&j->out, ev);
     }
+}
+
+/* The chunk of token k (the last one, once the sequence is done, carries the finish reason). */
+static void stream_chunk(const rl_server *s, const seq *q, int k, agl_buf *b)
+{
+    const job *j = q->j;
+    json_t *ev = stream_base(s, j),
+           *ch = json_pack("{s:i, s:o}", "index", q->idx, "token_ids", ids_json(q->out + k, 1));
+    if (j->chat)
+        json_object_set_new(ch, "delta", json_pack("{s:o}", "content", piece_json(q, k)));
+    else
+        json_object_set_new(ch, "text", piece_json(q, k));
+    json_object_set_new(ch, "logprobs", j->logprobs ? logprobs_json(s, q, k, k + 1) : json_null());
+    int last = q->done && k == q->n - 1;
+    json_object_set_new(ch, "finish_reason", last ? json_string(finish_reason(q)) : json_null());
+    if (last) json_object_set_new(ch, "stop_reason", stop_reason(q));
+    if (!j->chat && k == 0) json_object_set_new(ch, "prompt_token_ids", ids_json(q->prompt, q->np));
+    json_object_set_new(ev, "choices", json_pack("[o]", ch));
+    sse(b, ev);
+}
+
+/* Formats into q->pend the chunks of the tokens that are final: all once the sequence is done;
+ * before, those whose text ends before the longest tail of the text that begins a stop string
+ * (a stop string completed later trims the text from its start, so those pieces may shrink). */
+static void stream_emit(const rl_server *s, seq *q)
+{
+    const job *j = q->j;
+    int upto = q->n;
+    if (!q->done) {
+        size_t len = q->text.len, h = len;
+        for (int k = 0; k < j->nstop; k++) {
+            size_t L = j->stop_len[k];
+            for (size_t p = len + 1 > L ? len + 1 - L : 0; p < h; p++)
+                if (!memcmp(q->text.data + p, j->stop[k], len - p)) {
+                    h = p;
+                    break;
+                }
+        }
+        while (upto > q->sent &&
+               (upto < q->n ? (size_t)q->offset[upto] : q->text.len) > h) /* end of upto - 1 */
+            upto--;
+    }
+    for (int k = q->sent; k < upto; k++) stream_chunk(s, q, k, &q->pend);
+    q->sent = upto;
+}
+
+/* After the last token: the usage chunk (stream_options.include_usage) and [DONE]. */
+static void stream_tail(const rl_server *s, const job *j, agl_buf *b)
+{
     if (j->stream_usage) {
-        json_t *ev = BASE();
+        json_t *ev = stream_base(s, j);
         json_object_set_new(ev, "choices", json_array());
         json_object_set_new(ev, "usage", usage_json(j));
-        sse(&b, ev);
+        sse(b, ev);
     }
-#undef BASE
-    agl_buf_puts(&b, "data: [DONE]\n\n");
-    *len = b.len;
-    return agl_buf_steal(&b);
+    agl_buf_puts(b, "data: [DONE]\n\n");
 }
 
 static void log_job(rl_server *s, const job *j, const char *id, long created)
@@ -916,6 +980,107 @@ static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status,
                                 (int)status));
 }
 
+/* A streamed response: the job lives until MHD frees the response (the end of the stream, or the
+ * client gone, or the server stopping). */
+typedef struct {
+    rl_server *s;
+    job *j;
+    struct MHD_Connection *conn;
+} stream_ctx;
+
+/* Whether the client closed its side (checked while no token is ready; a write to a closed
+ * connection fails anyway, this only notices it sooner). */
+static int client_gone(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return 0;
+    struct pollfd pf = {.fd = ci->connect_fd, .events = POLLIN};
+    if (poll(&pf, 1, 0) <= 0) return 0;
+    if (pf.revents & (POLLHUP | POLLERR | POLLNVAL)) return 1;
+    char c;
+    ssize_t n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* MHD's content reader, on the connection's own thread (MHD_USE_THREAD_PER_CONNECTION, so it may
+ * block): the next bytes of j->out, waiting for the engine to append them. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    stream_ctx *c = cls;
+    rl_server *s = c->s;
+    job *j = c->j;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        if (j->out_off < j->out.len) {
+            size_t n = j->out.len - j->out_off;
+            if (n > max) n = max;
+            memcpy(buf, j->out.data + j->out_off, n);
+            j->out_off += n;
+            if (j->out_off == j->out.len) agl_buf_reset(&j->out), j->out_off = 0;
+            pthread_mutex_unlock(&s->mu);
+            return (ssize_t)n;
+        }
+        if (j->finished) {
+            pthread_mutex_unlock(&s->mu);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        if (j->remaining == 0) { /* every chunk sent: record the response, then [DONE] */
+            pthread_mutex_unlock(&s->mu);
+            atomic_fetch_add(&s->requests, 1);
+            log_job(s, j, j->id, j->created);
+            remember(s, j, j->id);
+            agl_buf tail;
+            agl_buf_init(&tail);
+            stream_tail(s, j, &tail);
+            pthread_mutex_lock(&s->mu);
+            agl_buf_put(&j->out, tail.data, tail.len);
+            agl_buf_free(&tail);
+            j->finished = 1;
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        if (pthread_cond_timedwait(&j->ready, &s->mu, &ts) == ETIMEDOUT &&
+            j->out_off == j->out.len && j->remaining > 0 && client_gone(c->conn)) {
+            pthread_mutex_unlock(&s->mu);
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* stream_free cancels the job */
+        }
+    }
+}
+
+/* MHD frees the response: cancel what is still generating, wait for the engine to drop it. */
+static void stream_free(void *cls)
+{
+    stream_ctx *c = cls;
+    rl_server *s = c->s;
+    job *j = c->j;
+    pthread_mutex_lock(&s->mu);
+    if (j->remaining > 0) {
+        j->cancel = 1;
+        seq **pp = &s->head, *last = NULL; /* sequences not started yet leave the queue now */
+        while (*pp) {
+            if ((*pp)->j == j) {
+                *pp = (*pp)->next;
+                j->remaining--;
+            } else {
+                last = *pp;
+                pp = &(*pp)->next;
+            }
+        }
+        s->tail = last;
+        while (j->remaining > 0) pthread_cond_wait(&j->ready, &s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    job_free(j);
+    pthread_cond_destroy(&j->ready);
+    free(j);
+    free(c);
+}
+
 static enum MHD_Result handle_generate(rl_server *s, struct MHD_Connection *conn, int chat,
                                        const conn_state *cs)
 {
@@ -926,30 +1091,45 @@ static enum MHD_Result handle_generate(rl_server *s, struct MHD_Connection *conn
         snprintf(m, sizeof m, "invalid JSON body: %s", jerr.text);
         return reply_error(conn, 400, m, "invalid_request_error", NULL);
     }
-    job j;
+    job *j = agl_malloc(sizeof *j);
     req_err e = {0};
-    if (parse_job(s, body, chat, &j, &e)) {
+    if (parse_job(s, body, chat, j, &e)) {
         json_decref(body);
-        job_free(&j);
+        job_free(j);
+        free(j);
         return reply_error(conn, (unsigned)e.status, e.msg, "invalid_request_error", e.param);
     }
     json_decref(body);
-    run_job(s, &j);
+    if (j->stream) {
+        agl_id_new(j->id, sizeof j->id, chat ? "chatcmpl-" : "cmpl-", 24);
+        j->created = (long)time(NULL);
+        pthread_cond_init(&j->ready, NULL);
+        job_queue(s, j);
+        stream_ctx *c = agl_malloc(sizeof *c);
+        c->s = s, c->j = j, c->conn = conn;
+        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024,
+                                                                   stream_read, c, stream_free);
+        if (!r) {
+            stream_free(c);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "text/event-stream; charset=utf-8");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        enum MHD_Result ret = MHD_queue_response(conn, 200, r);
+        MHD_destroy_response(r); /* the connection holds it; stream_free runs when it is done */
+        return ret;
+    }
+    run_job(s, j);
     atomic_fetch_add(&s->requests, 1);
     char id[64];
     agl_id_new(id, sizeof id, chat ? "chatcmpl-" : "cmpl-", 24);
     long created = (long)time(NULL);
-    log_job(s, &j, id, created);
-    remember(s, &j, id);
-    enum MHD_Result ret;
-    if (j.stream) {
-        size_t len;
-        char *t = stream_body(s, &j, id, created, &len);
-        ret = reply(conn, 200, t, len, "text/event-stream; charset=utf-8");
-    } else {
-        ret = reply_json(conn, 200, response_json(s, &j, id, created));
-    }
-    job_free(&j);
+    log_job(s, j, id, created);
+    remember(s, j, id);
+    enum MHD_Result ret = reply_json(conn, 200, response_json(s, j, id, created));
+    job_free(j);
+    free(j);
     return ret;
 }
 

@@ -10,7 +10,7 @@
  * Request fields: max_tokens (max_completion_tokens), temperature (0 = greedy), top_p, n, seed,
  * stop (string or list; trimmed from the text), stop_token_ids, ignore_eos, logprobs (int for
  * completions, bool + top_logprobs for chat), return_tokens_as_token_ids, stream (+
- * stream_options.include_usage; the SSE body is sent once generation ends). Unknown fields such as
+ * stream_options.include_usage; one SSE chunk per token as it is sampled). Unknown fields such as
  * return_token_ids are accepted; token ids are always returned: choices[i].token_ids, and
  * prompt_token_ids per choice (completions) or at the top level (chat). Log-probs are the
  * model's raw log-softmax (temperature 1, before top-p), like vLLM's default raw_logprobs, so they
