@@ -48,12 +48,21 @@ RUNNERD_OBJ := $(call obj,$(RUNNERD_SRC))
 TRAINERD_OBJ := $(call obj,$(TRAINERD_SRC))
 LIBAGL := $(BUILD)/lib/libagl.a
 BINS := $(BUILD)/bin/stored $(BUILD)/bin/runnerd $(BUILD)/bin/trainerd
+# The example agents written in C (standalone: libcurl + jansson, no libagl).
+EXAMPLE_BINS := $(BUILD)/examples/c_agent $(BUILD)/examples/reverse_agent
 
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null)
 UNIT_BIN := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit integration compat mpi-build bench bench-store bench-apo demo format format-check lint install clean venv
-all: $(BINS)
+.PHONY: all deps test unit integration compat mpi-build bench bench-store bench-apo bench-train demo format format-check lint install clean venv
+all: $(BINS) $(EXAMPLE_BINS)
+
+$(BUILD)/examples/c_agent: examples/c_agent.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lcurl -ljansson
+$(BUILD)/examples/reverse_agent: examples/rl/reverse_agent.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -ljansson
 
 # ---- generated protobuf code ----
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto

@@ -841,7 +841,7 @@ static agl_code h_next_seq(agl_req *r, agl_error *err)
     if ((code = req_db_single(r, &db, err))) return code;
     store_tx t = tx_of(r, db);
     int64_t seq;
-    if ((code = store_span_counter_next(&t, json_string_value(rid), 1, &seq, err))) return code;
+    if ((code = store_span_seq_next(&t, json_string_value(rid), &seq, err))) return code;
     agl_buf_printf(&r->out, "{\"sequence_id\":%" PRId64 "}", seq);
     return AGL_OK;
 }

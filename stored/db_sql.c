@@ -97,6 +97,17 @@ const char *const db_sql[SQL__COUNT] = {
     [SQL_SPAN_COUNTER_NEXT] =
         "INSERT INTO span_counters AS c VALUES ($1, $2) ON CONFLICT (rollout_id) DO UPDATE"
         " SET value = c.value + EXCLUDED.value RETURNING value",
+    /* POST /v1/agl/spans/next, alone in an autocommit transaction that commits without waiting
+     * for the WAL flush (set_config(..., true) lasts until that commit; the join makes it run).
+     * Safe because an id only matters once a span carries it: every span insert raises the
+     * counter to at least its id (GREATEST above) in a durable commit, and WAL is flushed in
+     * order, so a durable span implies a durable counter. Only after a crash within the WAL
+     * writer's delay can an id that no stored span uses yet be handed out twice. Saves one
+     * fsync wait on every recorded LLM call (docs/operations.md, "Durability"). */
+    [SQL_SPAN_SEQ_NEXT] =
+        "INSERT INTO span_counters AS c SELECT $1, 1 FROM (SELECT set_config("
+        "'synchronous_commit', 'off', true)) AS g ON CONFLICT (rollout_id) DO UPDATE"
+        " SET value = c.value + 1 RETURNING value",
     [SQL_SPAN_INSERT] =
         "INSERT INTO spans (rollout_id, attempt_id, span_id, sequence_id, trace_id, parent_id,"
         " name, start_time, end_time, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"

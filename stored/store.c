@@ -324,6 +324,15 @@ agl_code store_span_counter_next(store_tx *t, const char *rollout_id, int64_t co
     return AGL_OK;
 }
 
+agl_code store_span_seq_next(store_tx *t, const char *rollout_id, int64_t *seq, agl_error *err)
+{
+    PGresult *res = db_exec(t->db, SQL_SPAN_SEQ_NEXT, 1, P(rollout_id), err);
+    if (!res) return err->code;
+    *seq = db_int(res, 0, 0);
+    PQclear(res);
+    return AGL_OK;
+}
+
 static agl_code span_insert_one(store_tx *t, const char *rollout_id, const char *attempt_id,
                                 const agl_span *s, bool *inserted, int *added, agl_error *err)
 {

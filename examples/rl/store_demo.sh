@@ -3,7 +3,7 @@
 # agent examples/rl/reverse_agent.py through its LLM proxy + `trainerd rl --store`, which serves
 # the policy, publishes it as main_llm, enqueues prompts x group rollouts per step and trains on
 # the token ids of their triplets. Same task and warm start as examples/demo.sh.
-#   STORE_DEMO_STEPS (40), STORE_DEMO_PROMPTS (8), STORE_DEMO_GROUP (8), STORE_DEMO_WORKERS (4)
+#   STORE_DEMO_STEPS (40), STORE_DEMO_PROMPTS (8), STORE_DEMO_GROUP (8), STORE_DEMO_WORKERS (32), STORE_DEMO_AGENT (c|python)
 # Writes $DEMO_DIR/{store_rl.jsonl,serve.jsonl,curve_store.svg} and the daemons' logs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,9 +33,16 @@ for _ in $(seq 300); do
 done
 curl -sf "$STORE/v1/agl/health" > /dev/null || { tail -20 "$DEMO_DIR/stored.log"; exit 1; }
 
-echo "== runnerd: ${STORE_DEMO_WORKERS:-4} workers, exec agent examples/rl/reverse_agent.py"
-"$BUILD/bin/runnerd" --store "$STORE" --workers "${STORE_DEMO_WORKERS:-4}" --poll-interval 0.1 \
-    --agent "exec:$PY examples/rl/reverse_agent.py" --log-level warn > "$DEMO_DIR/runnerd.log" 2>&1 &
+# The C agent by default: runnerd starts one process per rollout, and a Python interpreter's start
+# (~50 ms of CPU) would make the agent the bottleneck of the loop on 2 cores.
+if [ "${STORE_DEMO_AGENT:-c}" = python ]; then
+    AGENT="exec:$PY examples/rl/reverse_agent.py"
+else
+    AGENT="exec:$BUILD/examples/reverse_agent"
+fi
+echo "== runnerd: ${STORE_DEMO_WORKERS:-32} workers, agent $AGENT"
+"$BUILD/bin/runnerd" --store "$STORE" --workers "${STORE_DEMO_WORKERS:-32}" --poll-interval 0.1 \
+    --agent "$AGENT" --log-level warn > "$DEMO_DIR/runnerd.log" 2>&1 &
 pids+=($!)
 
 echo "== supervised warm start (20 steps)"
