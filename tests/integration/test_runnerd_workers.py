@@ -135,6 +135,31 @@ def test_exec_agent_streaming_and_environment(store, upstream, tmp_path):
         r.kill()
 
 
+@pytest.mark.parametrize("how", ["shell", "missing"])
+def test_exec_command_forms(store, upstream, tmp_path, how):
+    """A command of plain words is started directly (no /bin/sh); shell syntax still goes
+    through /bin/sh; a program that does not exist fails the attempt and says so."""
+    llm_resources(store, upstream)
+    if how == "shell":
+        cmd = f"R=0.25; cat > /dev/null && echo \"{{\\\"reward\\\": $R}}\""
+    else:
+        cmd = str(tmp_path / "no-such-agent") + " --flag"
+    rid = store.enqueue_one(input={"q": 1})["rollout_id"]
+    r = Runnerd(store.url, "--agent", f"exec:{cmd}", "--poll-interval", "0.2")
+    try:
+        done = wait_rollouts(store, [rid], timeout=20)
+        if how == "shell":
+            assert done[rid]["status"] == "succeeded", r.log()
+            assert reward_of(spans_of(store, rid)) == 0.25
+        else:
+            assert done[rid]["status"] == "failed"
+            exc = next(s for s in spans_of(store, rid) if s["name"] == "agentlightning.exception")
+            assert exc["attributes"]["exception.message"] == (
+                f"exec agent: cannot start {tmp_path}/no-such-agent: No such file or directory")
+    finally:
+        r.kill()
+
+
 def test_crashing_and_timing_out_exec_agents(store, upstream, tmp_path):
     llm_resources(store, upstream)
     script = tmp_path / "agent.sh"
