@@ -299,7 +299,6 @@ static void *allocator_main(void *arg)
     agl_buf b;
     agl_buf_init(&b);
     seq_req *batch[SEQ_BATCH];
-    bool single = false;
     pthread_mutex_lock(&p->seq_mu);
     for (;;) {
         while (!p->seq_head && !p->seq_stopping) pthread_cond_wait(&p->seq_cv, &p->seq_mu);
@@ -323,28 +322,12 @@ static void *allocator_main(void *arg)
         }
         agl_buf_putc(&b, ']');
         json_t *out = NULL;
-        agl_code code = AGL_E_IO;
-        if (sc && !single) {
-            code = agl_store_call(sc, "POST", "/v1/agl/spans/next", b.data, &out, &err);
-            /* a store without the batch extension (the reference server) answers 422 */
-            if (code == AGL_E_INVALID && !json_is_array(out)) {
-                agl_info("proxy: the store does not allocate sequence ids in batches; one "
-                         "request per call from now on");
-                single = true;
-            } else if (code != AGL_OK) {
-                agl_warn("proxy: sequence ids for %d call(s) failed: %s", n, err.msg);
-            }
-        }
+        if (sc && agl_store_call(sc, "POST", "/v1/agl/spans/next", b.data, &out, &err) != AGL_OK)
+            agl_warn("proxy: sequence ids for %d call(s) failed: %s", n, err.msg);
         for (int i = 0; i < n; i++) {
             json_t *s = json_object_get(json_array_get(out, (size_t)i), "sequence_id");
-            int64_t one = 0;
-            if (single && sc)
-                batch[i]->ok =
-                    agl_store_next_sequence_id(sc, batch[i]->rollout_id, batch[i]->attempt_id, &one,
-                                               &err) == AGL_OK;
-            else if ((batch[i]->ok = json_is_integer(s)))
-                one = json_integer_value(s);
-            batch[i]->seq = batch[i]->ok ? one : 0;
+            batch[i]->ok = json_is_integer(s);
+            batch[i]->seq = batch[i]->ok ? json_integer_value(s) : 0;
         }
         json_decref(out);
 
