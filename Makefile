@@ -48,13 +48,13 @@ RUNNERD_OBJ := $(call obj,$(RUNNERD_SRC))
 TRAINERD_OBJ := $(call obj,$(TRAINERD_SRC))
 LIBAGL := $(BUILD)/lib/libagl.a
 BINS := $(BUILD)/bin/stored $(BUILD)/bin/runnerd $(BUILD)/bin/trainerd
-# The example agents written in C (standalone: libcurl + jansson, no libagl).
+# The example agents written in C (standalone programs, not linked with libagl).
 EXAMPLE_BINS := $(BUILD)/examples/c_agent $(BUILD)/examples/reverse_agent
 
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null)
 UNIT_BIN := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit integration compat mpi-build bench bench-store bench-apo bench-train demo format format-check lint install clean venv
+.PHONY: all deps test unit integration compat mpi-build bench bench-store bench-apo bench-train bench-gen demo format format-check lint install clean venv
 all: $(BINS) $(EXAMPLE_BINS)
 
 $(BUILD)/examples/c_agent: examples/c_agent.c
@@ -142,7 +142,7 @@ test: deps
 	$(MAKE) integration
 	$(MAKE) compat
 
-bench: all $(VENV)/.ok bench-store bench-apo
+bench: all $(VENV)/.ok bench-store bench-apo bench-train bench-gen
 	@if [ -f tests/bench/run.py ]; then AGL_BUILD=$(BUILD) $(VENV)/bin/python tests/bench/run.py; fi
 
 # Store benchmark (docs/performance.md): stored vs the reference server vs pgbench, one table.
@@ -158,6 +158,19 @@ bench-store: all $(BUILD)/bench/loadgen $(VENV)/.ok
 bench-apo: all $(VENV)/.ok
 	@$(VENV)/bin/python -c 'import poml' 2>/dev/null || $(VENV)/bin/pip install -q poml==0.0.8
 	$(VENV)/bin/python tests/bench/bench_apo.py --build $(BUILD) $(BENCH_APO_ARGS)
+
+# Training/generation benchmark (docs/performance.md): trainerd's CPU decoder vs PyTorch, same
+# configs and threads, one table. The PyTorch venv is cached under .cache/ by the hash of
+# tests/bench/requirements-train.txt. BENCH_TRAIN_ARGS passes options, e.g. "--configs tiny".
+bench-train: all
+	python3 tests/bench/bench_train.py --build $(BUILD) $(BENCH_TRAIN_ARGS)
+
+# Generation benchmark (docs/performance.md): `trainerd serve` (fp32 and --infer-dtype q8_0) vs
+# llama-cpp-python on SmolLM2-135M, batch 1 and 16, same GGUF and threads, one table. The
+# reference venv (.cache/venv-gen-*, llama.cpp compiled by pip) is built on first use.
+# BENCH_GEN_ARGS passes options through, e.g. BENCH_GEN_ARGS="--reps 1 --dtypes q8_0".
+bench-gen: all
+	python3 tests/bench/bench_gen.py --build $(BUILD) $(BENCH_GEN_ARGS)
 
 demo: deps
 	$(MAKE) all

@@ -16,6 +16,7 @@ static const struct {
     {"sft", trainerd_sft_main, "supervised fine-tuning"},
     {"serve", trainerd_serve_main, "OpenAI-compatible policy server (token ids, log-probs)"},
     {"model", trainerd_model_main, "inspect a real checkpoint: info, tokenize, logits, generate"},
+    {"bench", trainerd_bench_main, "time training steps of the CPU decoder (bench_train.py)"},
 };
 
 static void usage(FILE *out)
@@ -31,8 +32,9 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr,
-                "trainerd: expected a subcommand: apo, rl, sft, serve or model (see --help)\n");
+        fprintf(
+            stderr,
+            "trainerd: expected a subcommand: apo, rl, sft, serve, model or bench (see --help)\n");
         return 2;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -49,7 +51,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "trainerd: unknown option '%s' (see --help)\n", argv[1]);
     else
         fprintf(stderr,
-                "trainerd: unknown subcommand '%s': expected apo, rl, sft, serve or model\n",
+                "trainerd: unknown subcommand '%s': expected apo, rl, sft, serve, model or bench\n",
                 argv[1]);
     return 2;
 }

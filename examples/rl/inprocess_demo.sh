@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# make demo (issue 8): a tiny Qwen2-style model learns to reverse 3-digit strings with GRPO on
-# 2 CPU cores in well under a minute, next to a negative control with shuffled rewards.
+# The in-process GRPO demo (issue 8's honesty protocol, run by tests/integration/test_rl_demo.py):
+# a tiny Qwen2-style model learns to reverse 3-digit strings with GRPO on 2 CPU cores in well
+# under a minute, next to a negative control with shuffled rewards. `make demo`
+# (examples/demo.sh) runs the same learning problem through stored + runnerd instead.
 #   1. supervised warm start (20 steps: held-out exact match still < 10%)
 #   2. GRPO from the warm start (continuing its AdamW moments), 300 steps, reward = matched
 #      positions of answer+EOS
@@ -10,7 +12,7 @@
 # The same loop through stored + runnerd + the policy server is examples/rl/store_demo.sh; here the
 # trainer generates with its own KV-cache decoder in-process, which is what fits in a minute.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 BUILD=${AGL_BUILD:-build}
 TRAINERD=$BUILD/bin/trainerd
 DEMO_DIR=${DEMO_DIR:-$(mktemp -d /tmp/agl-demo.XXXXXX)}
@@ -27,7 +29,7 @@ echo "== 1. supervised warm start (20 steps)"
     --out "$DEMO_DIR/warm" --log "$DEMO_DIR/sft.jsonl"
 
 GRPO=(rl --model "$DEMO_DIR/warm" --train "$DEMO_DIR/train.jsonl" --val "$DEMO_DIR/val.jsonl"
-      --steps "$STEPS" --prompts 32 --group 8 --max-new 5 --lr 3e-3 --val-every 25 --seed "${DEMO_SEED:-1}"
+      --steps "$STEPS" --prompts 32 --group 8 --max-new 5 --lr "${DEMO_LR:-2e-3}" --val-every 25 --seed "${DEMO_SEED:-1}"
       --keep-optimizer)
 echo "== 2. GRPO, 32 prompts x 8 samples per step"
 "$TRAINERD" "${GRPO[@]}" --log "$DEMO_DIR/rl.jsonl" --out "$DEMO_DIR/policy"

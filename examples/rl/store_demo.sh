@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # GRPO through the whole system (issue 8): stored (embedded PostgreSQL) + runnerd running the exec
-# agent examples/rl/reverse_agent.py through its LLM proxy + `trainerd rl --store`, which serves
+# agent examples/rl/reverse_agent.c (or .py) through its LLM proxy + `trainerd rl --store`, which serves
 # the policy, publishes it as main_llm, enqueues prompts x group rollouts per step and trains on
-# the token ids of their triplets. Same task and warm start as examples/demo.sh.
-#   STORE_DEMO_STEPS (40), STORE_DEMO_PROMPTS (8), STORE_DEMO_GROUP (8), STORE_DEMO_WORKERS (32), STORE_DEMO_AGENT (c|python)
+# the token ids of their triplets. Same task and warm start as examples/rl/inprocess_demo.sh; examples/demo.sh (make demo) runs this.
+#   STORE_DEMO_STEPS (40), STORE_DEMO_PROMPTS (32), STORE_DEMO_GROUP (8), STORE_DEMO_LR (2e-3),
+#   STORE_DEMO_VAL_EVERY (25), STORE_DEMO_VAL_N (200), STORE_DEMO_WORKERS (128),
+#   STORE_DEMO_AGENT (c|python)
 # Writes $DEMO_DIR/{store_rl.jsonl,serve.jsonl,curve_store.svg} and the daemons' logs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,8 +42,8 @@ if [ "${STORE_DEMO_AGENT:-c}" = python ]; then
 else
     AGENT="exec:$BUILD/examples/reverse_agent"
 fi
-echo "== runnerd: ${STORE_DEMO_WORKERS:-32} workers, agent $AGENT"
-"$BUILD/bin/runnerd" --store "$STORE" --workers "${STORE_DEMO_WORKERS:-32}" --poll-interval 0.1 \
+echo "== runnerd: ${STORE_DEMO_WORKERS:-128} workers, agent $AGENT"
+"$BUILD/bin/runnerd" --store "$STORE" --workers "${STORE_DEMO_WORKERS:-128}" --poll-interval 0.1 \
     --agent "$AGENT" --log-level warn > "$DEMO_DIR/runnerd.log" 2>&1 &
 pids+=($!)
 
@@ -51,9 +53,10 @@ echo "== supervised warm start (20 steps)"
 
 echo "== GRPO through stored + runnerd"
 "$BUILD/bin/trainerd" rl --store "$STORE" --model "$DEMO_DIR/warm" --keep-optimizer \
-    --train "$DEMO_DIR/train.jsonl" --val "$DEMO_DIR/val.jsonl" --val-n "${STORE_DEMO_VAL_N:-100}" \
-    --val-every 10 --steps "${STORE_DEMO_STEPS:-40}" --prompts "${STORE_DEMO_PROMPTS:-8}" \
-    --group "${STORE_DEMO_GROUP:-8}" --max-new 5 --lr 3e-3 --seed "${DEMO_SEED:-1}" \
+    --train "$DEMO_DIR/train.jsonl" --val "$DEMO_DIR/val.jsonl" --val-n "${STORE_DEMO_VAL_N:-200}" \
+    --val-every "${STORE_DEMO_VAL_EVERY:-25}" --steps "${STORE_DEMO_STEPS:-40}" \
+    --prompts "${STORE_DEMO_PROMPTS:-32}" --group "${STORE_DEMO_GROUP:-8}" --max-new 5 \
+    --lr "${STORE_DEMO_LR:-2e-3}" --seed "${DEMO_SEED:-1}" \
     --log "$DEMO_DIR/store_rl.jsonl" --serve-log "$DEMO_DIR/serve.jsonl" --out "$DEMO_DIR/policy"
 
 $PY examples/rl/plot_curve.py "$DEMO_DIR/curve_store.svg" "GRPO via store=$DEMO_DIR/store_rl.jsonl"

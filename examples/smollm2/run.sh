@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # SmolLM2-135M-Instruct end to end on CPU: serve the GGUF, ask it a question with the openai SDK,
 # fine-tune it for a few SFT steps, and serve the saved HF folder (no GGUF needed any more).
-# Needs the fixture (tests/integration/test_real_model.py fetches it into .cache/models/) and a
-# Python with `openai`. BUILD=build by default; OUT=/tmp/smollm2-example.
+# Fetches the GGUF into .cache/models/ when missing (fetch_gguf.py); needs a Python with `openai`.
+# AGL_BUILD (or BUILD)=build by default; OUT=/tmp/smollm2-example.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BIN=${BUILD:-build}/bin/trainerd
-GGUF=${AGL_SMOLLM2_GGUF:-.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+BIN=${AGL_BUILD:-${BUILD:-build}}/bin/trainerd
 OUT=${OUT:-/tmp/smollm2-example}
 PY=${PYTHON:-python3}
+GGUF=$($PY examples/smollm2/fetch_gguf.py)
 export OMP_WAIT_POLICY=passive
 mkdir -p "$OUT"
 

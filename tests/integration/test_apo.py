@@ -67,7 +67,7 @@ class ScriptedLLM:
     def __init__(self, labels: dict[str, str], delay: float = 0.0):
         self.labels = labels  # review text -> expected label
         self.delay = delay
-        self.calls: list[dict] = []  # {"model", "messages", "t"}
+        self.calls: list[dict] = []  # {"model", "messages", "t", "max_tokens"}
         self.edits = 0
         self.lock = threading.Lock()
         llm = self
@@ -95,7 +95,8 @@ class ScriptedLLM:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                text = llm.answer(body.get("model"), body.get("messages") or [])
+                text = llm.answer(body.get("model"), body.get("messages") or [],
+                                  body.get("max_tokens"))
                 n = sum(len(str(m.get("content") or "").split()) for m in body["messages"])
                 self._json(200, {
                     "id": "chatcmpl-" + os.urandom(6).hex(), "object": "chat.completion",
@@ -110,9 +111,10 @@ class ScriptedLLM:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def answer(self, model: str, messages: list[dict]) -> str:
+    def answer(self, model: str, messages: list[dict], max_tokens=None) -> str:
         with self.lock:
-            self.calls.append({"model": model, "messages": messages, "t": time.time()})
+            self.calls.append({"model": model, "messages": messages, "t": time.time(),
+                               "max_tokens": max_tokens})
         if self.delay:  # after recording, so a call from a killed client still counts
             time.sleep(self.delay)
         user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
@@ -193,7 +195,7 @@ def test_apo_improves_the_prompt(store, setup):
                      "--log-level", "info")
     try:
         t0 = time.monotonic()
-        p = run_apo(apo_argv(store.url, tmp, llm.url))
+        p = run_apo(apo_argv(store.url, tmp, llm.url, "--llm-max-tokens", "300"))
         wall = time.monotonic() - t0
     finally:
         runner.kill()
@@ -229,6 +231,11 @@ def test_apo_improves_the_prompt(store, setup):
     assert rep["llm_usage"]["calls"] == len(llm.by_model("critic-model")) + \
         len(llm.by_model("editor-model"))
     assert rep["llm_usage"]["total_tokens"] > 0
+    # --llm-max-tokens bounds the critic and editor calls only
+    assert rep["params"]["llm_max_tokens"] == 300
+    assert {c["max_tokens"] for c in llm.by_model("critic-model") + llm.by_model("editor-model")} \
+        == {300}
+    assert all(c["max_tokens"] is None for c in llm.by_model("agent-model"))
     assert [r["round"] for r in rep["rounds"]] == [0, 1, 2]
 
     # rollouts went through the store with the candidate's version as resources_id

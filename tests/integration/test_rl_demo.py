@@ -1,7 +1,7 @@
 """The GRPO demo's honesty protocol (issue 8): from a weak supervised warm start (held-out
 greedy exact match < 10%), GRPO must reach >= 80% held-out exact match within 300 steps, and
 the same run with rewards shuffled across each batch (negative control) must not improve.
-Runs examples/demo.sh (about 30 s on 2 cores)."""
+Runs examples/rl/inprocess_demo.sh (about 30 s on 2 cores); `make demo` runs the same learning problem through stored + runnerd."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ def test_demo_reward_rises_and_shuffled_control_does_not(tmp_path):
         # Under AddressSanitizer training is ~10x slower: run a few steps of every phase to
         # prove the code paths clean; the learning claim is checked by the normal build.
         env["DEMO_STEPS"] = "6"
-        r = subprocess.run([os.path.join(REPO, "examples", "demo.sh")], env=env, timeout=400,
+        r = subprocess.run([os.path.join(REPO, "examples", "rl", "inprocess_demo.sh")], env=env, timeout=400,
                            capture_output=True, text=True)
         assert "ERROR: AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr
         assert (tmp_path / "rl.jsonl").exists() and (tmp_path / "control.jsonl").exists()
         assert "demo: FAIL" in r.stdout and r.returncode == 1  # 6 steps cannot learn
         return
-    r = subprocess.run([os.path.join(REPO, "examples", "demo.sh")], env=env, timeout=240,
+    r = subprocess.run([os.path.join(REPO, "examples", "rl", "inprocess_demo.sh")], env=env, timeout=240,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 

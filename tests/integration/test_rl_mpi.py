@@ -52,8 +52,16 @@ def test_np2_equals_np1(tmp_path, mode):
     a, _ = read_safetensors(tmp_path / "one" / "model.safetensors")
     b, _ = read_safetensors(tmp_path / "two" / "model.safetensors")
     init_moved = False
+    # Two ranks sum each gradient as two partial sums, one rank in one pass: the last bits differ.
+    # AdamW divides by sqrt(v) + eps, so an element whose gradient is near eps turns those bits
+    # into a visible part of its lr-sized step (measured: one o_proj element of 4096 off by 1.6e-4).
+    # Hence: all but 0.1% of the elements within 2e-5 and every element within a third of the
+    # 3e-3 learning rate; the gradient itself is compared through the logged grad_norm below (and
+    # a wrong all-reduce moves most elements by about lr).
     for k in a:
-        np.testing.assert_allclose(a[k], b[k], rtol=0, atol=2e-5, err_msg=k)
+        d = np.abs(a[k] - b[k])
+        assert d.max() <= 1e-3, (k, float(d.max()))
+        assert (d > 2e-5).sum() <= max(2, d.size // 1000), (k, int((d > 2e-5).sum()))
     la = [json.loads(l) for l in open(tmp_path / "one.jsonl")]
     lb = [json.loads(l) for l in open(tmp_path / "two.jsonl")]
     assert len(la) == len(lb) == 2

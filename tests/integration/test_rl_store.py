@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -151,6 +152,23 @@ def test_serve_openai_sdk(server):
         c.completions.create(model="policy", prompt="abc")
     with pytest.raises(openai.BadRequestError):
         c.completions.create(model="policy", prompt="1=", top_p=2)
+
+
+def test_serve_logprobs_are_those_of_the_sampled_distribution(server):
+    """The tiny model's matrices have 16 ids, its tokenizer 14 (pad, bos, eos, 11 chars): the
+    server samples only eos and the chars, so the log-probs it reports (and the trainer
+    recomputes, rl_sample_support) are those of the softmax over exactly these 12 ids. They used
+    to be the raw 16-way softmax: the mass on the never-sampled ids went untrained, grew to ~17%
+    through the store, and GRPO stalled there while the in-process loop learned."""
+    c = openai.OpenAI(base_url=server.url, api_key="none")
+    r = c.completions.create(model="policy", prompt="123=", max_tokens=5, n=4, seed=3,
+                             temperature=1.0, logprobs=12)
+    for ch in r.choices:
+        lp = ch.logprobs
+        for tok, v, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+            assert len(top) == 12  # every id that can be sampled, and only those
+            assert abs(sum(math.exp(x) for x in top.values()) - 1.0) < 1e-4, top
+            assert abs(top[tok] - v) < 1e-6
 
 
 def test_serve_concurrent_requests_are_batched_deterministically(server):

@@ -34,6 +34,7 @@ typedef struct apo_opts {
     const char *gradient_model, *edit_model, *output, *report, *publish_best_as;
     const char *log_format, *log_level;
     long beam_width, branch_factor, rounds, grad_batch, val_batch, llm_retries, seed;
+    long llm_max_tokens; /* max_tokens of the critic and editor calls (0: not sent) */
     double temperature, rollout_timeout, llm_timeout, price_in, price_out;
     int no_initial_validation, fresh;
 } apo_opts;
@@ -56,6 +57,7 @@ typedef struct run {
     apo_dataset train, val;
     apo_seed seed;
     agl_llm_client *llm;
+    json_t *llm_extra; /* further fields of the critic and editor requests (max_tokens), or NULL */
     cand **cands;
     size_t ncand, capcand;
     pthread_mutex_t mu; /* guards cands' evals/usage, state, failure */
@@ -366,8 +368,8 @@ static void make_child(grad_job *j, const json_t *results)
     char *critique = NULL;
     agl_error e;
     agl_llm_usage u = {0};
-    agl_code rc =
-        agl_llm_chat(R->llm, R->o.gradient_model, msgs, R->o.temperature, NULL, &critique, &u, &e);
+    agl_code rc = agl_llm_chat(R->llm, R->o.gradient_model, msgs, R->o.temperature, R->llm_extra,
+                               &critique, &u, &e);
     json_decref(msgs);
     if (rc != AGL_OK) {
         agl_error("apo: %s: the critique call failed: %s", c->version, e.msg);
@@ -386,7 +388,8 @@ static void make_child(grad_job *j, const json_t *results)
     c->critique = critique;
     msgs = apo_edit_messages(j->evar, p->text, critique);
     char *edited = NULL;
-    rc = agl_llm_chat(R->llm, R->o.edit_model, msgs, R->o.temperature, NULL, &edited, &u, &e);
+    rc = agl_llm_chat(R->llm, R->o.edit_model, msgs, R->o.temperature, R->llm_extra, &edited, &u,
+                      &e);
     json_decref(msgs);
     if (rc != AGL_OK) {
         agl_error("apo: %s: the edit call failed: %s", c->version, e.msg);
@@ -809,17 +812,18 @@ static int apo_run(run *R)
                           c->evals, "llm_usage", usage_json(&c->usage)));
         }
         json_t *rep = json_pack(
-            "{s:s,s:s,s:I,s:{s:s,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:b},"
+            "{s:s,s:s,s:I,s:{s:s,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:f,s:I,s:f,s:b},"
             "s:{s:s,s:o,s:s},s:o,s:o,s:o,s:o,s:I,s:f}",
             "run_id", R->state_id, "resource_name", R->seed.resource_name, "seed", (json_int_t)seed,
             "params", "store", o->store, "llm_base_url", o->llm_base_url, "gradient_model",
             o->gradient_model, "edit_model", o->edit_model, "beam_width", (int)o->beam_width,
             "branch_factor", (int)o->branch_factor, "rounds", (int)o->rounds, "gradient_batch_size",
             (int)o->grad_batch, "val_batch_size", (int)o->val_batch, "temperature", o->temperature,
-            "rollout_timeout", o->rollout_timeout, "initial_validation", !o->no_initial_validation,
-            "best", "version", best->version, "score", opt_num(best_score), "text", best->text,
-            "seed_score", opt_num(o->no_initial_validation || nl == 0 ? NAN : leaders[0].score),
-            "rounds", rounds, "candidates", cands, "llm_usage", usage_json(&total), "rollouts",
+            "llm_max_tokens", (json_int_t)o->llm_max_tokens, "rollout_timeout", o->rollout_timeout,
+            "initial_validation", !o->no_initial_validation, "best", "version", best->version,
+            "score", opt_num(best_score), "text", best->text, "seed_score",
+            opt_num(o->no_initial_validation || nl == 0 ? NAN : leaders[0].score), "rounds", rounds,
+            "candidates", cands, "llm_usage", usage_json(&total), "rollouts",
             (json_int_t)R->rollouts_enqueued, "wall_seconds", agl_monotonic() - R->pg.t0);
         rounds = NULL;
         char *text = json_dumps(rep, JSON_INDENT(2));
@@ -928,6 +932,8 @@ int trainerd_apo_main(int argc, char **argv)
          "validation tasks per selection", NULL},
         {"temperature", "AGL_APO_TEMPERATURE", AGL_OPT_DOUBLE, &o->temperature, "T",
          "temperature of the critic and editor calls (< 0: not sent)", NULL},
+        {"llm-max-tokens", "AGL_APO_LLM_MAX_TOKENS", AGL_OPT_INT, &o->llm_max_tokens, "N",
+         "max_tokens of the critic and editor calls (0: not sent)", NULL},
         {"rollout-timeout", "AGL_APO_ROLLOUT_TIMEOUT", AGL_OPT_DOUBLE, &o->rollout_timeout, "S",
          "longest wait for one evaluation's rollouts; late ones are not scored", NULL},
         {"no-initial-validation", "AGL_APO_NO_INITIAL_VALIDATION", AGL_OPT_FLAG,
@@ -1027,6 +1033,8 @@ int trainerd_apo_main(int argc, char **argv)
                        .price_in_per_mtok = o->price_in,
                        .price_out_per_mtok = o->price_out};
     R.llm = agl_llm_client_new(&lo, &e);
+    if (o->llm_max_tokens > 0)
+        R.llm_extra = json_pack("{s:I}", "max_tokens", (json_int_t)o->llm_max_tokens);
     if (!R.llm) {
         fprintf(stderr, "trainerd apo: %s\n", e.msg);
         rc = 2;
@@ -1076,6 +1084,7 @@ int trainerd_apo_main(int argc, char **argv)
     pthread_mutex_destroy(&R.pg.mu);
 out:
     agl_llm_client_free(R.llm);
+    json_decref(R.llm_extra);
     apo_seed_free(&R.seed);
     apo_dataset_free(&R.train);
     apo_dataset_free(&R.val);

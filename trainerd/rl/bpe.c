@@ -2,7 +2,11 @@
  * models/bpe (merge ranks, word.rs merge order), pre_tokenizers/byte_level.rs (GPT-2 regex and
  * alphabet), pre_tokenizers/digits.rs, tokenizer/added_vocabulary.rs (leftmost-longest split)
  * and decoders (ByteLevel: a token whose characters all belong to the alphabet becomes their
- * bytes, any other token its own UTF-8; the concatenation is decoded lossily). */
+ * bytes, any other token its own UTF-8; the concatenation is decoded lossily). The order of
+ * added-token splitting and normalisation is AddedVocabulary::extract_and_normalize: tokens with
+ * normalized = false are split out of the raw text, the normalizer runs on each piece between
+ * them, and tokens with normalized = true are split out of the normalized pieces (matching their
+ * own normalized content). */
 #include "bpe.h"
 
 #include "agl_alloc.h"
@@ -15,14 +19,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Added tokens of one kind (matched in raw or in normalized text), longest first. */
+typedef struct {
+    int n;
+    int *id;
+    char **s; /* what is matched: the token string, normalized for the normalized set */
+    size_t *len;
+    unsigned char first[256]; /* first bytes of s */
+} added_set;
+
 struct rl_bpe {
-    int vocab, pretok, ignore_merges, byte_fallback, unk, finished;
+    int vocab, pretok, ignore_merges, byte_fallback, unk, norm, finished;
     char **str; /* token strings (byte-level alphabet), NUL-terminated */
     size_t *slen;
     char **bytes; /* what each token decodes to */
     size_t *blen;
-    unsigned char *added; /* 0: model token, 1: added, 2: added and special */
-    int *vh;              /* open-addressing hash: string -> id (-1 empty) */
+    unsigned char *added;      /* 0: model token, 1: added, 2: added and special */
+    unsigned char *added_norm; /* added token matched after normalisation */
+    int *vh;                   /* open-addressing hash: string -> id (-1 empty) */
     size_t vmask;
     /* merges as given (strings), resolved to ids by finish */
     char **ml, **mr;
@@ -32,9 +46,7 @@ struct rl_bpe {
     size_t mmask;
     int byte_id[256]; /* id of the one-character token of each byte, or -1 */
     int fb_id[256];   /* "<0xHH>" ids for byte fallback, or -1 */
-    int *added_ids;   /* sorted by descending length for longest match */
-    int n_added;
-    unsigned char first[256]; /* first bytes of added tokens */
+    added_set raw, normd;
 };
 
 /* GPT-2 bytes_to_unicode: printable Latin-1 bytes map to themselves, the 68 others to U+0100.. in
@@ -88,12 +100,21 @@ rl_bpe *rl_bpe_new(int vocab, int pretok)
     b->bytes = agl_calloc((size_t)vocab, sizeof *b->bytes);
     b->blen = agl_calloc((size_t)vocab, sizeof *b->blen);
     b->added = agl_calloc((size_t)vocab, 1);
+    b->added_norm = agl_calloc((size_t)vocab, 1);
     return b;
+}
+
+static void added_set_free(added_set *a)
+{
+    for (int i = 0; i < a->n; i++) free(a->s[i]);
+    free(a->id), free(a->s), free(a->len);
 }
 
 void rl_bpe_free(rl_bpe *b)
 {
     if (!b) return;
+    added_set_free(&b->raw);
+    added_set_free(&b->normd);
     for (int i = 0; i < b->vocab; i++) {
         free(b->str[i]);
         free(b->bytes[i]);
@@ -103,7 +124,7 @@ void rl_bpe_free(rl_bpe *b)
         free(b->mr[i]);
     }
     free(b->str), free(b->slen), free(b->bytes), free(b->blen), free(b->added), free(b->vh);
-    free(b->ml), free(b->mr), free(b->mkey), free(b->mrank), free(b->mout), free(b->added_ids);
+    free(b->ml), free(b->mr), free(b->mkey), free(b->mrank), free(b->mout), free(b->added_norm);
     free(b);
 }
 
@@ -118,6 +139,26 @@ void rl_bpe_set_token(rl_bpe *b, int id, const char *s, size_t len)
 void rl_bpe_set_added(rl_bpe *b, int id, int special)
 {
     if (id >= 0 && id < b->vocab) b->added[id] = special ? 2 : 1;
+}
+
+void rl_bpe_set_added_normalized(rl_bpe *b, int id, int normalized)
+{
+    if (id >= 0 && id < b->vocab) b->added_norm[id] = normalized != 0;
+}
+
+void rl_bpe_set_normalizer(rl_bpe *b, int norm)
+{
+    b->norm = norm;
+}
+
+int rl_bpe_normalizer(const rl_bpe *b)
+{
+    return b->norm;
+}
+
+int rl_bpe_added_normalized(const rl_bpe *b, int id)
+{
+    return id >= 0 && id < b->vocab && b->added[id] && b->added_norm[id];
 }
 
 void rl_bpe_add_merge(rl_bpe *b, const char *l, size_t ll, const char *r, size_t rl)
@@ -180,11 +221,11 @@ static int merge_get(const rl_bpe *b, int l, int r, int *out)
     }
 }
 
-/* What a token decodes to under the ByteLevel decoder. */
-static void token_bytes_init(rl_bpe *b, int id)
+/* What a token decodes to under the ByteLevel decoder, given its string s[0..n). */
+static void token_bytes_set(rl_bpe *b, int id, const char *str, size_t n)
 {
-    const unsigned char *s = (const unsigned char *)b->str[id];
-    size_t n = b->slen[id], o = 0;
+    const unsigned char *s = (const unsigned char *)str;
+    size_t o = 0;
     char *out = agl_malloc(n + 1);
     for (size_t i = 0; i < n;) {
         uint32_t cp;
@@ -196,14 +237,44 @@ static void token_bytes_init(rl_bpe *b, int id)
         }
         out[o++] = (char)cp_byte[cp];
     }
+    free(b->bytes[id]);
     b->bytes[id] = out;
     b->blen[id] = o;
 }
 
-/* Whether added token a must be tried before c: longer first, then lower id. */
-static int added_before(const rl_bpe *b, int a, int c)
+/* Normalizes text[0..len) as the tokenizer's normalizer does: NULL when it is unchanged (the
+ * text is used as is), else a malloc'd copy of *out_len bytes. */
+static char *normalize(const rl_bpe *b, const char *text, size_t len, size_t *out_len)
 {
-    return b->slen[a] != b->slen[c] ? b->slen[a] > b->slen[c] : a < c;
+    return b->norm == RL_NORM_NFC ? rl_uni_nfc(text, len, out_len) : NULL;
+}
+
+/* Collects the added tokens with added_norm == normalized, sorted for leftmost-longest matching
+ * (longer first, then lower id); the normalized ones match their normalized content, as
+ * AddedVocabulary::refresh_added_tokens builds its split_normalized_trie. */
+static void added_set_build(rl_bpe *b, added_set *a, int normalized)
+{
+    a->id = agl_malloc(sizeof(int) * (size_t)(b->vocab ? b->vocab : 1));
+    a->s = agl_malloc(sizeof(char *) * (size_t)(b->vocab ? b->vocab : 1));
+    a->len = agl_malloc(sizeof(size_t) * (size_t)(b->vocab ? b->vocab : 1));
+    for (int id = 0; id < b->vocab; id++) {
+        if (!b->added[id] || b->added_norm[id] != normalized || !b->slen[id]) continue;
+        size_t len = b->slen[id];
+        char *s = normalized ? normalize(b, b->str[id], len, &len) : NULL;
+        a->id[a->n] = id;
+        a->s[a->n] = s ? s : agl_strndup(b->str[id], len);
+        a->len[a->n] = len;
+        a->first[(unsigned char)a->s[a->n][0]] = 1;
+        /* `tokenizers` (0.23) also decodes such a token as its normalized content */
+        if (s) token_bytes_set(b, id, s, len);
+        for (int j = a->n++; j > 0 && a->len[j] > a->len[j - 1]; j--) { /* insertion sort */
+            int t = a->id[j];
+            char *ts = a->s[j];
+            size_t tl = a->len[j];
+            a->id[j] = a->id[j - 1], a->s[j] = a->s[j - 1], a->len[j] = a->len[j - 1];
+            a->id[j - 1] = t, a->s[j - 1] = ts, a->len[j - 1] = tl;
+        }
+    }
 }
 
 int rl_bpe_finish(rl_bpe *b, char *err)
@@ -216,7 +287,7 @@ int rl_bpe_finish(rl_bpe *b, char *err)
             snprintf(err, RL_ERRLEN, "tokenizer: no string for token id %d", id);
             return -1;
         }
-        token_bytes_init(b, id);
+        token_bytes_set(b, id, b->str[id], b->slen[id]);
         size_t h = hash_bytes(b->str[id], b->slen[id]) & b->vmask;
         int dup = 0;
         for (; b->vh[h] >= 0; h = (h + 1) & b->vmask) {
@@ -261,18 +332,8 @@ int rl_bpe_finish(rl_bpe *b, char *err)
     free(b->ml), free(b->mr);
     b->ml = b->mr = NULL;
     b->nm = 0;
-    b->added_ids = agl_malloc(sizeof(int) * (size_t)(b->vocab ? b->vocab : 1));
-    for (int id = 0; id < b->vocab; id++)
-        if (b->added[id] && b->slen[id]) {
-            b->added_ids[b->n_added++] = id;
-            b->first[(unsigned char)b->str[id][0]] = 1;
-        }
-    for (int i = 1; i < b->n_added; i++) /* insertion sort: added tokens are few */
-        for (int j = i; j > 0 && added_before(b, b->added_ids[j], b->added_ids[j - 1]); j--) {
-            int t = b->added_ids[j];
-            b->added_ids[j] = b->added_ids[j - 1];
-            b->added_ids[j - 1] = t;
-        }
+    added_set_build(b, &b->raw, 0);
+    added_set_build(b, &b->normd, 1);
     b->finished = 1;
     return 0;
 }
@@ -569,34 +630,60 @@ static void encode_plain(const rl_bpe *b, const char *text, size_t len, idvec *o
     free(sym), free(nxt), free(sp.v);
 }
 
-/* Longest added token starting at text[i], or -1. */
-static int added_at(const rl_bpe *b, const char *text, size_t len, size_t i)
+/* Index in a of the longest added token starting at text[i], or -1. */
+static int added_at(const added_set *a, const char *text, size_t len, size_t i)
 {
-    if (!b->first[(unsigned char)text[i]]) return -1;
-    for (int a = 0; a < b->n_added; a++) { /* sorted longest first */
-        int id = b->added_ids[a];
-        if (b->slen[id] <= len - i && !memcmp(text + i, b->str[id], b->slen[id])) return id;
-    }
+    if (!a->first[(unsigned char)text[i]]) return -1;
+    for (int k = 0; k < a->n; k++) /* sorted longest first */
+        if (a->len[k] <= len - i && !memcmp(text + i, a->s[k], a->len[k])) return k;
     return -1;
+}
+
+typedef void encode_fn(const rl_bpe *b, const char *text, size_t len, idvec *out);
+
+/* Splits the added tokens of a out of text (leftmost-longest) and encodes the pieces between
+ * them with gap. */
+static void split_added(const rl_bpe *b, const added_set *a, const char *text, size_t len,
+                        encode_fn *gap, idvec *out)
+{
+    size_t seg = 0;
+    if (a->n)
+        for (size_t i = 0; i < len;) {
+            int k = added_at(a, text, len, i);
+            if (k < 0) {
+                i++;
+                continue;
+            }
+            gap(b, text + seg, i - seg, out);
+            id_push(out, a->id[k]);
+            i += a->len[k];
+            seg = i;
+        }
+    gap(b, text + seg, len - seg, out);
+}
+
+/* A piece of raw text between non-normalized added tokens: normalized, then split on the
+ * normalized added tokens. */
+static void encode_piece(const rl_bpe *b, const char *text, size_t len, idvec *out)
+{
+    size_t nlen;
+    char *norm = normalize(b, text, len, &nlen);
+    if (norm) text = norm, len = nlen;
+    split_added(b, &b->normd, text, len, encode_plain, out);
+    free(norm);
 }
 
 int *rl_bpe_encode(const rl_bpe *b, const char *text, size_t len, int parse_special, int *n)
 {
     idvec out = {0};
-    size_t seg = 0;
-    if (parse_special && b->n_added)
-        for (size_t i = 0; i < len;) {
-            int id = added_at(b, text, len, i);
-            if (id < 0) {
-                i++;
-                continue;
-            }
-            encode_plain(b, text + seg, i - seg, &out);
-            id_push(&out, id);
-            i += b->slen[id];
-            seg = i;
-        }
-    encode_plain(b, text + seg, len - seg, &out);
+    if (parse_special)
+        split_added(b, &b->raw, text, len, encode_piece, &out);
+    else {
+        size_t nlen;
+        char *norm = normalize(b, text, len, &nlen);
+        encode_plain(b, norm ? norm : text, norm ? nlen : len, &out);
+        free(norm);
+    }
     if (!out.v) out.v = agl_malloc(sizeof(int));
     *n = out.n;
     return out.v;

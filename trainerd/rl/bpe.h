@@ -4,8 +4,9 @@
  * classes, GPT-2's byte-to-unicode alphabet, merges applied lowest rank first, optional byte
  * fallback, and decoding back to bytes (lossy UTF-8 only where a token sequence is invalid),
  * including a streaming decoder that holds back a partial UTF-8 character between tokens.
- * Not supported: normalizers (NFC is treated as identity: inputs must already be NFC),
- * sentencepiece/Metaspace vocabularies, dropout, lstrip/rstrip on added tokens. */
+ * Normalizers: none or NFC (Qwen2), run where `tokenizers` runs them (between added tokens).
+ * Not supported: other normalizers, sentencepiece/Metaspace vocabularies, dropout,
+ * lstrip/rstrip on added tokens. */
 #ifndef RL_BPE_H
 #define RL_BPE_H
 
@@ -23,6 +24,12 @@ enum {
     RL_PRE_COUNT
 };
 
+/* Normalizers (what runs on the text between added tokens, before pre-tokenising). */
+enum {
+    RL_NORM_NONE,
+    RL_NORM_NFC, /* Unicode NFC (tokenizer.json "normalizer": {"type": "NFC"}) */
+};
+
 typedef struct rl_bpe rl_bpe;
 
 /* Builder: a tokenizer for `vocab` ids with pre-tokenizer `pretok`. Set every token string (in
@@ -34,6 +41,12 @@ void rl_bpe_set_token(rl_bpe *b, int id, const char *s, size_t len);
 /* Marks id as an added token (matched verbatim in the text before pre-tokenising); special
  * ones are dropped by decode when skip_special is set. */
 void rl_bpe_set_added(rl_bpe *b, int id, int special);
+/* Marks added token id as normalized (tokenizer.json "normalized": true): it is matched in the
+ * normalized text, after the added tokens that are not (the default), and by its own normalized
+ * content. Set before rl_bpe_finish. */
+void rl_bpe_set_added_normalized(rl_bpe *b, int id, int normalized);
+/* Sets the normalizer (RL_NORM_*; RL_NORM_NONE by default). Set before rl_bpe_finish. */
+void rl_bpe_set_normalizer(rl_bpe *b, int norm);
 /* Appends a merge "left right" (rank = number of merges added before). */
 void rl_bpe_add_merge(rl_bpe *b, const char *l, size_t ll, const char *r, size_t rl);
 /* ignore_merges: a pre-token that is itself in the vocabulary is one token (Llama 3).
@@ -53,6 +66,9 @@ const char *rl_bpe_token_str(const rl_bpe *b, int id);
 int rl_bpe_is_special(const rl_bpe *b, int id);
 /* 0: a model token, 1: an added token, 2: an added special token. */
 int rl_bpe_added_kind(const rl_bpe *b, int id);
+/* Whether id is an added token marked normalized. */
+int rl_bpe_added_normalized(const rl_bpe *b, int id);
+int rl_bpe_normalizer(const rl_bpe *b);
 /* What rl_bpe_set_options set. */
 void rl_bpe_get_options(const rl_bpe *b, int *ignore_merges, int *byte_fallback, int *unk);
 /* The merges of a finished tokenizer in rank order: returns the count and a malloc'd array of
@@ -60,7 +76,8 @@ void rl_bpe_get_options(const rl_bpe *b, int *ignore_merges, int *byte_fallback,
 int rl_bpe_merges(const rl_bpe *b, int **pairs);
 
 /* Encodes text[0..len). parse_special: added tokens in the text become their ids (what
- * `tokenizers` does by default); 0 treats them as plain text (for untrusted user content).
+ * `tokenizers` does by default); 0 treats them as plain text (for untrusted user content): the
+ * whole text is normalized and encoded.
  * Returns a malloc'd array (caller frees) and its length in *n. */
 int *rl_bpe_encode(const rl_bpe *b, const char *text, size_t len, int parse_special, int *n);
 /* The bytes id decodes to (*len of them; not NUL-terminated), or NULL for a bad id. */

@@ -180,7 +180,8 @@ rl_bpe *rl_hf_tokenizer(json_t *tj, char *err)
         return NULL;
     }
     json_t *norm = json_object_get(tj, "normalizer");
-    if (norm && !json_is_null(norm) && !is_type(norm, "NFC")) {
+    int nfc = is_type(norm, "NFC");
+    if (norm && !json_is_null(norm) && !nfc) {
         const char *t = json_string_value(json_object_get(norm, "type"));
         snprintf(err, RL_ERRLEN, "tokenizer.json: normalizer \"%s\" is not supported", t ? t : "?");
         return NULL;
@@ -207,6 +208,7 @@ rl_bpe *rl_hf_tokenizer(json_t *tj, char *err)
         if (id > maxid) maxid = id;
     }
     rl_bpe *b = rl_bpe_new(maxid + 1, pt);
+    rl_bpe_set_normalizer(b, nfc ? RL_NORM_NFC : RL_NORM_NONE);
     json_object_foreach(vocab, key, v)
     {
         rl_bpe_set_token(b, (int)json_integer_value(v), key, strlen(key));
@@ -216,8 +218,11 @@ rl_bpe *rl_hf_tokenizer(json_t *tj, char *err)
         int id = (int)json_integer_value(json_object_get(v, "id"));
         const char *c = json_string_value(json_object_get(v, "content"));
         if (!c) continue;
+        int special = json_is_true(json_object_get(v, "special"));
+        json_t *nz = json_object_get(v, "normalized"); /* AddedToken's default: !special */
         rl_bpe_set_token(b, id, c, strlen(c));
-        rl_bpe_set_added(b, id, json_is_true(json_object_get(v, "special")));
+        rl_bpe_set_added(b, id, special);
+        rl_bpe_set_added_normalized(b, id, nz ? json_is_true(nz) : !special);
     }
     json_array_foreach(merges, i, v)
     {
@@ -296,10 +301,10 @@ json_t *rl_hf_tokenizer_to_json(const rl_bpe *b)
         if (!json_object_get(vocab, t)) json_object_set_new(vocab, t, json_integer(id));
         int k = rl_bpe_added_kind(b, id);
         if (k)
-            json_array_append_new(added,
-                                  json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", id,
-                                            "content", t, "single_word", 0, "lstrip", 0, "rstrip",
-                                            0, "normalized", 0, "special", k == 2));
+            json_array_append_new(
+                added, json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", id, "content", t,
+                                 "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized",
+                                 rl_bpe_added_normalized(b, id), "special", k == 2));
     }
     int *pairs, nm = rl_bpe_merges(b, &pairs);
     json_t *merges = json_array();
@@ -312,9 +317,12 @@ json_t *rl_hf_tokenizer_to_json(const rl_bpe *b)
         "{s:s, s:n, s:o, s:n, s:n, s:b, s:b, s:b, s:o, s:o}", "type", "BPE", "dropout", "unk_token",
         unk_s ? json_string(unk_s) : json_null(), "continuing_subword_prefix", "end_of_word_suffix",
         "fuse_unk", 0, "byte_fallback", bf, "ignore_merges", im, "vocab", vocab, "merges", merges);
-    return json_pack("{s:s, s:n, s:n, s:o, s:n, s:o, s:n, s:o, s:o}", "version", "1.0",
-                     "truncation", "padding", "added_tokens", added, "normalizer", "pre_tokenizer",
-                     pre, "post_processor", "decoder", byte_level(1), "model", model);
+    json_t *norm =
+        rl_bpe_normalizer(b) == RL_NORM_NFC ? json_pack("{s:s}", "type", "NFC") : json_null();
+    return json_pack("{s:s, s:n, s:n, s:o, s:o, s:o, s:n, s:o, s:o}", "version", "1.0",
+                     "truncation", "padding", "added_tokens", added, "normalizer", norm,
+                     "pre_tokenizer", pre, "post_processor", "decoder", byte_level(1), "model",
+                     model);
 }
 
 /* ---------------------------------------------------------------- the folder */

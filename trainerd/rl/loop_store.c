@@ -86,14 +86,52 @@ static json_t *call(agl_store_client *sc, const char *path, json_t *body)
     return out;
 }
 
-/* Publishes main_llm; returns the new resources id (caller frees) or NULL. */
-static char *publish(agl_store_client *sc, rl_server *srv, const rl_opts *o, float temperature)
+/* Reads --resources: a JSON object whose values are resource objects (each with a
+ * resource_type), published with every snapshot. Returns it (owned), or NULL (message printed). */
+static json_t *resources_load(const char *path)
 {
-    json_t *res =
-        json_pack("{s:{s:s, s:s, s:s, s:{s:f, s:f, s:i}}}", "main_llm", "resource_type", "llm",
-                  "endpoint", o->serve_url ? o->serve_url : rl_server_url(srv), "model",
-                  o->model_name, "sampling_parameters", "temperature", (double)temperature, "top_p",
-                  (double)o->top_p, "max_tokens", o->max_new);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j) {
+        fprintf(stderr, "trainerd rl: --resources %s:%d: %s\n", path, je.line, je.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        fprintf(stderr, "trainerd rl: --resources %s: expected a JSON object of resources\n", path);
+        json_decref(j);
+        return NULL;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v)
+    {
+        if (!json_is_string(json_object_get(v, "resource_type"))) {
+            fprintf(stderr,
+                    "trainerd rl: --resources %s: resource \"%s\" is not an object with a "
+                    "resource_type\n",
+                    path, k);
+            json_decref(j);
+            return NULL;
+        }
+    }
+    if (json_object_get(j, "main_llm"))
+        fprintf(stderr, "trainerd rl: --resources %s: main_llm is replaced by the policy's\n",
+                path);
+    return j;
+}
+
+/* Publishes main_llm (with the --resources ones); returns the new resources id (caller frees) or
+ * NULL. */
+static char *publish(agl_store_client *sc, rl_server *srv, const rl_opts *o, const json_t *extra,
+                     float temperature)
+{
+    json_t *res = extra ? json_deep_copy(extra) : json_object();
+    json_object_set_new(res, "main_llm",
+                        json_pack("{s:s, s:s, s:s, s:{s:f, s:f, s:i}}", "resource_type", "llm",
+                                  "endpoint", o->serve_url ? o->serve_url : rl_server_url(srv),
+                                  "model", o->model_name, "sampling_parameters", "temperature",
+                                  (double)temperature, "top_p", (double)o->top_p, "max_tokens",
+                                  o->max_new));
     json_t *out = call(sc, "/v1/agl/resources", res);
     const char *id = json_string_value(json_object_get(out, "resources_id"));
     char *r = id ? agl_strdup(id) : NULL;
@@ -172,8 +210,8 @@ static int index_of(char **ids, int n, const char *id)
     return -1;
 }
 
-/* Copies an int list into a new array; -1 when it is not a list of ids in [0, V). */
-static int id_array(json_t *a, int V, int **out)
+/* Copies an int list into a new array; -1 when it is not a list of ids in [lo, hi). */
+static int id_array(json_t *a, int lo, int hi, int **out)
 {
     size_t n = json_array_size(a);
     *out = NULL;
@@ -181,7 +219,7 @@ static int id_array(json_t *a, int V, int **out)
     int *ids = agl_malloc(sizeof(int) * (n + 1));
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_array_get(a, i);
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= V) {
+        if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) >= hi) {
             free(ids);
             return -1;
         }
@@ -237,10 +275,11 @@ static int collect(json_t *items, char **ids, int n, const rl_model *m, float *r
         json_array_foreach(json_object_get(it, "triplets"), t, tr)
         {
             row w = {.rollout = ri};
-            w.np = id_array(json_object_get(json_object_get(tr, "prompt"), "token_ids"),
+            w.np = id_array(json_object_get(json_object_get(tr, "prompt"), "token_ids"), 0,
                             m->cfg.vocab, &w.p);
             json_t *resp = json_object_get(tr, "response");
-            w.nr = id_array(json_object_get(resp, "token_ids"), m->cfg.vocab, &w.r);
+            /* response ids the policy cannot sample (outside its support) have no log-prob */
+            w.nr = id_array(json_object_get(resp, "token_ids"), m->support_lo, m->support_hi, &w.r);
             if (w.np < 1 || w.nr < 1 || w.np + w.nr - 1 > m->cfg.max_seq) {
                 free(w.p), free(w.r);
                 ss->dropped++;
@@ -403,11 +442,11 @@ out:
 }
 
 /* Greedy held-out reward through the system: mode "val" rollouts on a temperature-0 snapshot. */
-static int validate(agl_store_client *sc, rl_server *srv, const rl_opts *o, const taskset *val,
-                    long step, double *reward, double *exact)
+static int validate(agl_store_client *sc, rl_server *srv, const rl_opts *o, const json_t *extra,
+                    const taskset *val, long step, double *reward, double *exact)
 {
     int n = o->val_n < val->n ? o->val_n : val->n, rc = -1;
-    char *rid = publish(sc, srv, o, 0.0f);
+    char *rid = publish(sc, srv, o, extra, 0.0f);
     int *pick = agl_malloc(sizeof(int) * (size_t)n);
     char **ids = agl_calloc((size_t)n, sizeof(char *));
     for (int i = 0; i < n; i++) pick[i] = i;
@@ -445,8 +484,14 @@ int rl_store_main(rl_opts *o)
     }
     rl_run r;
     if (rl_run_open(&r, o)) return 1;
+    /* the trained softmax covers exactly the ids the policy server samples */
+    rl_sample_support(&r.tok, r.m->cfg.vocab, &r.m->support_lo, &r.m->support_hi);
     taskset ts, val = {0};
-    if (tasks_load(&ts, o->data) || (o->val && tasks_load(&val, o->val))) {
+    json_t *extra = NULL;
+    if (tasks_load(&ts, o->data) || (o->val && tasks_load(&val, o->val)) ||
+        (o->resources && !(extra = resources_load(o->resources)))) {
+        tasks_free(&ts);
+        tasks_free(&val);
         rl_run_close(&r);
         return 1;
     }
@@ -455,6 +500,7 @@ int rl_store_main(rl_opts *o)
     agl_store_client *sc = agl_store_client_new(o->store, true, &err);
     if (!sc) {
         fprintf(stderr, "trainerd rl: --store %s: %s\n", o->store, err.msg);
+        json_decref(extra);
         return 2;
     }
     rl_server_opts so = {.listen = o->listen,
@@ -467,6 +513,7 @@ int rl_store_main(rl_opts *o)
     if (!srv) {
         fprintf(stderr, "trainerd rl: %s\n", emsg);
         agl_store_client_free(sc);
+        json_decref(extra);
         return 1;
     }
     rl_server_pause(srv);
@@ -480,7 +527,7 @@ int rl_store_main(rl_opts *o)
     }
     FILE *logf = o->log_path ? fopen(o->log_path, "a") : NULL;
     int rc = 0;
-    char *rid = publish(sc, srv, o, o->temperature);
+    char *rid = publish(sc, srv, o, extra, o->temperature);
     if (!rid) {
         rc = 1;
         goto done;
@@ -493,7 +540,7 @@ int rl_store_main(rl_opts *o)
     }
     if (val.n && r.state[1] == 0) {
         double vr = 0, ve = 0;
-        if (!validate(sc, srv, o, &val, 0, &vr, &ve)) {
+        if (!validate(sc, srv, o, extra, &val, 0, &vr, &ve)) {
             if (!o->quiet) printf("rl step 0 val_reward %.3f val_exact %.3f\n", vr, ve);
             if (logf) {
                 fprintf(logf, "{\"step\":0,\"val_reward\":%.4f,\"val_exact\":%.4f}\n", vr, ve);
@@ -511,14 +558,14 @@ int rl_store_main(rl_opts *o)
         r.state[1]++;
         long step = (long)r.state[1];
         free(rid);
-        rid = publish(sc, srv, o, o->temperature); /* the updated policy, a new version */
+        rid = publish(sc, srv, o, extra, o->temperature); /* the updated policy, a new version */
         if (!rid) {
             rc = 1;
             break;
         }
         double dt = rl_now_s() - t0, vr = -1, ve = -1;
         if (val.n && (step % o->val_every == 0 || step == o->steps))
-            if (validate(sc, srv, o, &val, step, &vr, &ve)) vr = ve = -1;
+            if (validate(sc, srv, o, extra, &val, step, &vr, &ve)) vr = ve = -1;
         if (!o->quiet) {
             printf("rl step %ld/%d reward %.3f±%.3f exact %.2f zero_var %.2f clip %.3f kl %.4f "
                    "ent %.3f len %.1f rollouts %d/%d rows %d wait %.2fs train %.2fs",
@@ -553,6 +600,9 @@ int rl_store_main(rl_opts *o)
             if (rl_run_save(&r, o, o->out) || rl_run_save(&r, o, dir)) rc = 1;
         }
     }
+    if (g_stop)
+        fprintf(stderr, "trainerd rl: stopped by a signal after step %ld of %d\n", (long)r.state[1],
+                o->steps);
     if (o->out && rl_run_save(&r, o, o->out)) rc = 1;
 done:
     free(rid);
@@ -562,6 +612,7 @@ done:
     rl_model_free(ref);
     tasks_free(&ts);
     tasks_free(&val);
+    json_decref(extra);
     rl_run_close(&r);
     return rc;
 }

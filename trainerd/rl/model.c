@@ -4,6 +4,7 @@
 #include "model.h"
 
 #include "agl_alloc.h"
+#include "gemm.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -251,44 +252,26 @@ static inline float dot(const float *a, const float *b, int n)
 static void matmul_fwd(float *out, const float *in, const float *w, const float *b, int N, int IC,
                        int OC)
 {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
-        for (int o = 0; o < OC; o++)
-            out[(size_t)n * OC + o] =
-                (b ? b[o] : 0.0f) + dot(in + (size_t)n * IC, w + (size_t)o * IC, IC);
+        for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = b ? b[o] : 0.0f;
+    rl_gemm(N, OC, IC, (rl_gemm_mat){in, IC, 1}, (rl_gemm_mat){w, 1, IC}, out, OC);
 }
 
-/* din += dout @ w; dw += dout^T @ in; db += sum_n dout. Each output summed by one thread. */
+/* din += dout @ w; dw += dout^T @ in; db += sum_n dout. rl_gemm sums each output in one fixed
+ * order, and so does the bias loop. */
 static void matmul_bwd(float *din, float *dw, float *db, const float *dout, const float *in,
                        const float *w, int N, int IC, int OC)
 {
-    if (din) {
+    if (din) rl_gemm(N, IC, OC, (rl_gemm_mat){dout, OC, 1}, (rl_gemm_mat){w, IC, 1}, din, IC);
+    rl_gemm(OC, IC, N, (rl_gemm_mat){dout, 1, OC}, (rl_gemm_mat){in, IC, 1}, dw, IC);
+    if (db) {
 #pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++) {
-            float *d = din + (size_t)n * IC;
-            const float *g = dout + (size_t)n * OC;
-            for (int o = 0; o < OC; o++) {
-                float go = g[o];
-                if (go == 0.0f) continue;
-                const float *wr = w + (size_t)o * IC;
-#pragma omp simd
-                for (int i = 0; i < IC; i++) d[i] += go * wr[i];
-            }
+        for (int o = 0; o < OC; o++) {
+            float bs = 0.0f;
+            for (int n = 0; n < N; n++) bs += dout[(size_t)n * OC + o];
+            db[o] += bs;
         }
-    }
-#pragma omp parallel for schedule(static)
-    for (int o = 0; o < OC; o++) {
-        float *d = dw + (size_t)o * IC;
-        float bs = 0.0f;
-        for (int n = 0; n < N; n++) {
-            float go = dout[(size_t)n * OC + o];
-            if (go == 0.0f) continue;
-            bs += go;
-            const float *x = in + (size_t)n * IC;
-#pragma omp simd
-            for (int i = 0; i < IC; i++) d[i] += go * x[i];
-        }
-        if (db) db[o] += bs;
     }
 }
 
@@ -466,14 +449,18 @@ void rl_model_forward(rl_model *m, const int *tokens, const int *targets, int B,
     }
     rmsnorm_fwd(a->xf, a->rsf, LAYER(a->res, c->layers, NC), m->t[RL_LNF], N, C, c->rms_eps);
     matmul_fwd(a->prob, a->xf, m->t[RL_HEAD], NULL, N, C, V);
+    int lo = m->support_lo, hi = m->support_hi > 0 && m->support_hi <= V ? m->support_hi : V;
+    if (lo < 0 || lo >= hi) lo = 0;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *z = a->prob + (size_t)n * V;
-        float mx = z[0];
-        for (int i = 1; i < V; i++)
+        for (int i = 0; i < V; i++) /* ids outside the support: probability 0 */
+            if (i < lo || i >= hi) z[i] = -INFINITY;
+        float mx = z[lo];
+        for (int i = lo + 1; i < hi; i++)
             if (z[i] > mx) mx = z[i];
         double sum = 0.0;
-        for (int i = 0; i < V; i++) sum += exp((double)(z[i] - mx));
+        for (int i = lo; i < hi; i++) sum += exp((double)(z[i] - mx));
         // cppcheck-suppress invalidFunctionArg ; sum >= 1: the max term is exp(0)
         double lse = mx + log(sum);
         a->logp[n] = targets && targets[n] >= 0 ? (float)(z[targets[n]] - lse) : 0.0f;
@@ -481,7 +468,7 @@ void rl_model_forward(rl_model *m, const int *tokens, const int *targets, int B,
         for (int i = 0; i < V; i++) {
             double lp = z[i] - lse, p = exp(lp);
             z[i] = (float)p;
-            ent -= p * lp;
+            if (p > 0) ent -= p * lp;
         }
         a->ent[n] = (float)ent;
     }

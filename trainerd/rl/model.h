@@ -82,6 +82,10 @@ typedef struct {
     float *act_mem, *scratch;
     size_t act_n, scratch_n;
     const int *tokens, *targets; /* borrowed for backward */
+    /* the softmax's support: ids outside [support_lo, support_hi) get probability 0 (and no
+     * gradient); support_hi 0 = all ids. The RL loops set it to the ids the sampler can draw
+     * (rl_sample_support), so the trained policy is the one that generates. */
+    int support_lo, support_hi;
 } rl_model;
 
 typedef struct {
@@ -109,7 +113,8 @@ size_t rl_tensor_layer_size(const rl_model *m, int kind);
 int rl_tensor_is_layered(int kind);
 
 /* Training forward on B sequences of length T (right-padded; pad tokens need no special id).
- * targets[n] is the next-token id to score at position n, or -1. Fills a.logp and a.ent. */
+ * targets[n] is the next-token id to score at position n, or -1 (an id outside the support
+ * scores -inf). Fills a.logp and a.ent. */
 void rl_model_forward(rl_model *m, const int *tokens, const int *targets, int B, int T);
 /* Backward from dL/dlogp per position (dlogp[n] must be 0 where targets[n] < 0);
  * accumulates into grads. */

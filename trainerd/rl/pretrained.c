@@ -184,6 +184,10 @@ static int gguf_tokenizer(const rl_gguf *g, rl_pretrained *p, char *err)
         goto out;
     }
     p->bpe = rl_bpe_new((int)toks->n, pt);
+    /* GGUF has no normalizer metadata. The HF tokenizers that convert to pre "qwen2" (Qwen1.5,
+     * Qwen2, Qwen2.5, Qwen3) declare NFC, so it is applied as `tokenizers` does; llama.cpp
+     * applies none there and differs from both on input that is not NFC. */
+    if (pt == RL_PRE_QWEN2) rl_bpe_set_normalizer(p->bpe, RL_NORM_NFC);
     rl_gguf_iter it;
     rl_gguf_iter_init(&it, toks);
     const char *s;

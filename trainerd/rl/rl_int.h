@@ -22,8 +22,10 @@ typedef struct {
     rl_grpo_cfg grpo;
     /* trainerd rl --store / trainerd serve */
     const char *store, *listen, *serve_url, *model_name, *serve_log, *adapter;
-    double rollout_timeout; /* seconds a step waits for its rollouts (0 = no limit) */
-    int max_batch;          /* sequences the policy server decodes together */
+    const char *resources;   /* JSON object of resources published beside main_llm (--store) */
+    double rollout_timeout;  /* seconds a step waits for its rollouts (0 = no limit) */
+    int max_batch;           /* sequences the policy server decodes together */
+    const char *infer_dtype; /* trainerd serve: fp32 | q8_0 (NULL = fp32) */
     /* real checkpoints (GGUF file / HF folder, pretrained.h) */
     int max_seq;               /* cap on the context (default 2048 for real checkpoints) */
     const char *chat_template; /* chatml | llama3: override the checkpoint's */
@@ -82,9 +84,15 @@ void rl_run_close(rl_run *r);
 
 /* ---------------------------------------------------------------- sampling */
 uint64_t rl_mix64(uint64_t x);
-/* Samples one id from logits (logits are modified): char tokenizers never sample pad and bos,
- * BPE tokenizers never ids past their vocabulary. temperature 0 = greedy. Returns the id and its
- * log-prob under the temperature-scaled distribution. */
+/* The ids the sampler may draw, [lo, hi): never ids past the tokenizer's vocabulary (a model's
+ * vocab padded for its matrices), and for char tokenizers never pad and bos. The RL loops train
+ * the softmax over exactly these ids (rl_model.support_lo/hi): a policy that puts mass on ids it
+ * never samples is not the one that generated the batch (issue 8: through the store, the mass on
+ * the never-sampled ids grew to ~17% and learning stalled). */
+void rl_sample_support(const rl_tok *tok, int V, int *lo, int *hi);
+/* Samples one id from logits (logits are modified): only ids in rl_sample_support.
+ * temperature 0 = greedy. Returns the id and its log-prob under the temperature-scaled
+ * distribution. */
 int rl_sample(float *logits, int V, const rl_tok *tok, float temp, float top_p, uint64_t *rng,
               float *lp);
 /* In-process batched generation (see rl.c); stops at rl_tok_is_stop. */

@@ -51,6 +51,7 @@ typedef struct seq {
     int *offset;      /* text offset where each token's text starts */
     size_t keep;      /* final text length (stop strings trimmed) */
     int started, done;
+    int feed;         /* infer path: the token sampled last, fed at the next step */
     int stop_str;     /* index of the stop string that ended it, or -1 */
     int stop_tok;     /* stop_token_ids entry that ended it, or -1 */
     int length;       /* 1 = ended by the token limit */
@@ -100,6 +101,7 @@ typedef struct {
 
 struct rl_server {
     rl_model *m;
+    rl_infer *inf; /* --infer-dtype q8_0: the batched quantised decoder, else NULL (fp32) */
     const rl_tok *tok;
     char name[128];
     char url[300];
@@ -180,22 +182,21 @@ static void seq_release(seq *q)
 static void stream_emit(const rl_server *s, seq *q);
 static void stream_head(const rl_server *s, job *j);
 
-/* Advances one sequence by one token: prefill on the first call, then sample, check the stop
- * conditions and feed the token. Runs on an OpenMP thread; touches only q and reads the model. */
-static void seq_advance(const rl_server *s, seq *q)
+/* Samples the next token of q from q->logits and checks the stop conditions (sets q->done).
+ * Runs on an OpenMP thread; touches only q. */
+static int seq_sample(const rl_server *s, seq *q)
 {
     const rl_model *m = s->m;
     const job *j = q->j;
     int V = m->cfg.vocab;
-    if (!q->started) {
-        rl_kv_init_cap(&q->kv, &m->cfg, q->np + q->cap - 1); /* the last token is not fed */
-        q->scratch = agl_malloc(sizeof(float) * rl_step_scratch_size(&m->cfg));
-        q->logits = agl_malloc(sizeof(float) * V);
-        for (int t = 0; t < q->np; t++)
-            rl_model_step(m, &q->kv, q->prompt[t], t == q->np - 1 ? q->logits : NULL, q->scratch);
-        q->started = 1;
-    }
     float *lg = q->logits;
+    /* only the ids that can be sampled (pad/bos of char tokenizers and ids past the tokenizer
+     * never are): the log-probs are those of the distribution sampled from, which the trainer
+     * recomputes over the same support (rl_sample_support) */
+    int lo, hi;
+    rl_sample_support(s->tok, V, &lo, &hi);
+    for (int i = 0; i < V; i++)
+        if (i < lo || i >= hi) lg[i] = -INFINITY;
     double lse = logsumexp(lg, V);
     if (j->top > 0) { /* top alternatives among the ids that can be sampled, raw log-probs */
         int *ti = q->top_id + (size_t)q->n * j->top, k = 0;
@@ -209,8 +210,6 @@ static void seq_advance(const rl_server *s, seq *q)
         for (int a = 0; a < k; a++) tl[a] = (float)(lg[ti[a]] - lse);
         for (int a = k; a < j->top; a++) ti[a] = -1;
     }
-    /* ids past the tokenizer (a vocab padded for the matrices) are no tokens: never sampled */
-    for (int i = s->tok->vocab; i < V; i++) lg[i] = -INFINITY;
     float tlp;
     int id = rl_sample(lg, V, s->tok, j->temperature, j->top_p, &q->rng, &tlp);
     /* rl_sample masks other ids but never the one it picks: lg[id] is still the raw logit */
@@ -246,9 +245,59 @@ static void seq_advance(const rl_server *s, seq *q)
         rl_bpe_stream_flush(&q->st, &q->text);
         if (q->stop_str < 0) q->keep = q->text.len;
     }
-    if (!q->done) rl_model_step(m, &q->kv, id, lg, q->scratch);
+    return id;
+}
+
+/* fp32: advances one sequence by one token: prefill on the first call, then sample and feed the
+ * token with rl_model_step. Runs on an OpenMP thread; touches only q and reads the model. */
+static void seq_advance(const rl_server *s, seq *q)
+{
+    const rl_model *m = s->m;
+    if (!q->started) {
+        rl_kv_init_cap(&q->kv, &m->cfg, q->np + q->cap - 1); /* the last token is not fed */
+        q->scratch = agl_malloc(sizeof(float) * rl_step_scratch_size(&m->cfg));
+        q->logits = agl_malloc(sizeof(float) * m->cfg.vocab);
+        for (int t = 0; t < q->np; t++)
+            rl_model_step(m, &q->kv, q->prompt[t], t == q->np - 1 ? q->logits : NULL, q->scratch);
+        q->started = 1;
+    }
+    int id = seq_sample(s, q);
+    if (!q->done) rl_model_step(m, &q->kv, id, q->logits, q->scratch);
     if (q->done) seq_release(q);
-    if (j->stream) stream_emit(s, q);
+    if (q->j->stream) stream_emit(s, q);
+}
+
+/* q8_0: one step of the batched decoder. Every active sequence's pending tokens (its whole prompt
+ * on its first step, then the token it sampled last) go through one rl_infer_step, which reads
+ * each weight once for all of them; then each sequence samples, in parallel. */
+static void step_infer(rl_server *s, seq **act, int na)
+{
+    const rl_model *m = s->m;
+    int nr = 0;
+    for (int i = 0; i < na; i++) nr += act[i]->started ? 1 : act[i]->np;
+    rl_infer_row *rows = agl_malloc(sizeof *rows * (size_t)nr);
+    nr = 0;
+    for (int i = 0; i < na; i++) {
+        seq *q = act[i];
+        if (q->started) {
+            rows[nr++] = (rl_infer_row){&q->kv, q->feed, q->logits};
+            continue;
+        }
+        rl_kv_init_cap(&q->kv, &m->cfg, q->np + q->cap - 1); /* the last token is not fed */
+        q->logits = agl_malloc(sizeof(float) * m->cfg.vocab);
+        for (int t = 0; t < q->np; t++)
+            rows[nr++] = (rl_infer_row){&q->kv, q->prompt[t], t == q->np - 1 ? q->logits : NULL};
+        q->started = 1;
+    }
+    rl_infer_step(s->inf, rows, nr);
+    free(rows);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < na; i++) {
+        seq *q = act[i];
+        q->feed = seq_sample(s, q);
+        if (q->done) seq_release(q);
+        if (q->j->stream) stream_emit(s, q);
+    }
 }
 
 static void *engine_main(void *arg)
@@ -270,8 +319,12 @@ static void *engine_main(void *arg)
         }
         pthread_mutex_unlock(&s->mu);
         pthread_rwlock_rdlock(&s->weights);
+        if (s->inf) {
+            step_infer(s, act, na);
+        } else {
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int i = 0; i < na; i++) seq_advance(s, act[i]);
+            for (int i = 0; i < na; i++) seq_advance(s, act[i]);
+        }
         pthread_rwlock_unlock(&s->weights);
         pthread_mutex_lock(&s->mu);
         int k = 0, wake = 0;
@@ -1215,8 +1268,14 @@ rl_server *rl_server_start(rl_model *m, const rl_tok *tok, const rl_server_opts 
         snprintf(err, errlen, "--listen: cannot resolve '%s': %s", listen, gai_strerror(gai));
         return NULL;
     }
+    rl_infer *inf = NULL;
+    if (o->infer_dtype == RL_INFER_Q8_0 && !(inf = rl_infer_new(m, err, errlen))) {
+        freeaddrinfo(ai);
+        return NULL;
+    }
     rl_server *s = agl_calloc(1, sizeof *s);
     s->m = m;
+    s->inf = inf;
     s->tok = tok;
     s->max_batch = o->max_batch > 0 ? o->max_batch : 64;
     s->seed = o->seed;
@@ -1235,6 +1294,7 @@ rl_server *rl_server_start(rl_model *m, const rl_tok *tok, const rl_server_opts 
     if (o->log_path && !(s->log = fopen(o->log_path, "a"))) {
         snprintf(err, errlen, "cannot open %s", o->log_path);
         freeaddrinfo(ai);
+        rl_infer_free(s->inf);
         free(s->recs);
         free(s);
         return NULL;
@@ -1250,6 +1310,7 @@ rl_server *rl_server_start(rl_model *m, const rl_tok *tok, const rl_server_opts 
     if (!s->d) {
         snprintf(err, errlen, "cannot listen on %s (address in use?)", listen);
         if (s->log) fclose(s->log);
+        rl_infer_free(s->inf);
         free(s->recs);
         free(s);
         return NULL;
@@ -1283,6 +1344,7 @@ void rl_server_pause(rl_server *s)
 
 void rl_server_resume(rl_server *s, long version)
 {
+    if (s->inf) rl_infer_refresh(s->inf); /* the weights may have changed */
     pthread_mutex_lock(&s->mu);
     s->version = version;
     pthread_mutex_unlock(&s->mu);
@@ -1313,6 +1375,7 @@ void rl_server_stop(rl_server *s)
     pthread_mutex_destroy(&s->rec_mu);
     for (int i = 0; i < NREC; i++) free(s->recs[i].ids), free(s->recs[i].lp);
     free(s->recs);
+    rl_infer_free(s->inf);
     free(s);
 }
 
@@ -1334,6 +1397,7 @@ int trainerd_serve_main(int argc, char **argv)
                          .max_batch = o.max_batch,
                          .log_path = o.serve_log,
                          .seed = o.seed};
+    if (o.infer_dtype) rl_infer_dtype_parse(o.infer_dtype, &so.infer_dtype); /* checked */
     char err[300];
     rl_server *s = rl_server_start(r.m, &r.tok, &so, err, sizeof err);
     if (!s) {
@@ -1341,8 +1405,9 @@ int trainerd_serve_main(int argc, char **argv)
         rl_run_close(&r);
         return 1;
     }
-    printf("trainerd serve: %s serving %s (%zu parameters, context %d) on %s\n", o.model_name,
-           o.model, r.m->nparams, r.m->cfg.max_seq, rl_server_url(s));
+    printf("trainerd serve: %s serving %s (%zu parameters, context %d, %s) on %s\n", o.model_name,
+           o.model, r.m->nparams, r.m->cfg.max_seq, rl_infer_dtype_name(so.infer_dtype),
+           rl_server_url(s));
     fflush(stdout);
     int sig = 0;
     sigwait(&set, &sig);

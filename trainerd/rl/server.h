@@ -18,12 +18,14 @@
  *
  * Concurrency: requests from all connections are decoded together by one engine thread
  * (continuous batching: every step advances each active sequence by one token, sequences in
- * parallel over OpenMP threads; new requests join at the next step). Each sequence has its own
+ * parallel over OpenMP threads; new requests join at the next step; with infer_dtype q8_0 the
+ * sequences of a step share one pass over the weights instead). Each sequence has its own
  * RNG (from the request's seed and choice index), so results do not depend on batching. The
  * trainer takes the weights exclusively for its optimizer step (rl_server_pause/resume). */
 #ifndef RL_SERVER_H
 #define RL_SERVER_H
 
+#include "infer.h"
 #include "model.h"
 #include "tok.h"
 
@@ -37,6 +39,9 @@ typedef struct {
     int max_batch;          /* sequences decoded together */
     const char *log_path;   /* JSON line per served request, or NULL */
     uint64_t seed;          /* mixed into the seed of requests that name none */
+    /* RL_INFER_FP32 (0, the default): rl_model_step, the trainer's exact numbers; RL_INFER_Q8_0:
+     * the batched quantised decoder of infer.h, requantised at each rl_server_resume */
+    rl_infer_dtype infer_dtype;
 } rl_server_opts;
 
 /* Starts serving model m (read-only except between pause/resume) with tokenizer tok; both must

@@ -145,6 +145,49 @@ static void test_kv_decode_matches_forward(void **state)
     rl_model_free(m);
 }
 
+/* support_lo/hi (the ids the RL sampler can draw): the softmax, the target log-probs and the
+ * entropy are those over the support only, and ids outside it get probability 0, so the backward
+ * gives their logits no gradient (the head rows of never-sampled ids stay as they are). */
+static void test_softmax_support(void **state)
+{
+    make_batch();
+    rl_config c = tiny(0, 0);
+    rl_model *m = make_model(c, 4);
+    float *scratch = malloc(rl_step_scratch_size(&c) * sizeof(float)), logits[11];
+    int tg[TB * TT];
+    for (int n = 0; n < TB * TT; n++) tg[n] = n % TT == 1 ? -1 : 2 + targets[n] % 7; /* in [2, 9) */
+    m->support_lo = 2, m->support_hi = 9;
+    rl_model_forward(m, tokens, tg, TB, TT);
+    for (int b = 0; b < TB; b++) {
+        rl_kv kv;
+        rl_kv_init(&kv, &c);
+        for (int t = 0; t < TT; t++) {
+            int n = b * TT + t;
+            rl_model_step(m, &kv, tokens[n], logits, scratch);
+            double mx = logits[2], s = 0, ent = 0;
+            for (int i = 2; i < 9; i++) mx = logits[i] > mx ? logits[i] : mx;
+            for (int i = 2; i < 9; i++) s += exp(logits[i] - mx);
+            for (int i = 0; i < 11; i++) {
+                double p = i >= 2 && i < 9 ? exp(logits[i] - mx) / s : 0.0;
+                assert_true(fabs(p - m->a.prob[n * 11 + i]) < 1e-5);
+                if (p > 0) ent -= p * log(p);
+            }
+            assert_true(fabs(ent - m->a.ent[n]) < 1e-4);
+            if (tg[n] >= 0) assert_true(fabs(logits[tg[n]] - mx - log(s) - m->a.logp[n]) < 1e-4);
+        }
+        rl_kv_free(&kv);
+    }
+    float dl[TB * TT];
+    for (int n = 0; n < TB * TT; n++) dl[n] = tg[n] >= 0 ? coef[n] + 0.5f : 0.0f;
+    rl_model_zero_grad(m);
+    rl_model_backward(m, dl);
+    for (int i = 0; i < 11; i++)
+        for (int k = 0; k < c.hidden; k++)
+            if (i < 2 || i >= 9) assert_true(m->gt[RL_HEAD][i * c.hidden + k] == 0.0f);
+    free(scratch);
+    rl_model_free(m);
+}
+
 static void test_threads_bitwise(void **state)
 {
     make_batch();
@@ -196,11 +239,9 @@ static void test_adamw_step(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_grad_untied_bias),
-        cmocka_unit_test(test_grad_tied_nobias),
-        cmocka_unit_test(test_kv_decode_matches_forward),
-        cmocka_unit_test(test_threads_bitwise),
-        cmocka_unit_test(test_adamw_step),
+        cmocka_unit_test(test_grad_untied_bias),          cmocka_unit_test(test_grad_tied_nobias),
+        cmocka_unit_test(test_kv_decode_matches_forward), cmocka_unit_test(test_softmax_support),
+        cmocka_unit_test(test_threads_bitwise),           cmocka_unit_test(test_adamw_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
