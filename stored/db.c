@@ -255,6 +255,64 @@ PGresult *db_exec(db_conn *c, db_stmt s, int n, const char *const *params, agl_e
     return exec_named(c, name, name, n, params, err);
 }
 
+/* One pipeline of count statements (count <= DB_PIPELINE_MAX). */
+static agl_code exec_pipeline(db_conn *c, const char *name, int count, int n,
+                              const char *const *const *params, PGresult **out, agl_error *err)
+{
+    if (!PQenterPipelineMode(c->pg)) return pg_error(c, NULL, "pipeline", err);
+    bool sent = true;
+    for (int i = 0; i < count && sent; i++)
+        sent = PQsendQueryPrepared(c->pg, name, n, params[i], NULL, NULL, 0) == 1;
+    if (!sent || !PQpipelineSync(c->pg)) {
+        agl_code code = pg_error(c, NULL, "pipeline send", err);
+        if (c->pg) PQexitPipelineMode(c->pg);
+        return code;
+    }
+    agl_code code = AGL_OK;
+    for (int i = 0; i < count; i++) {
+        PGresult *r = PQgetResult(c->pg); /* the statement's result, then NULL */
+        PGresult *end = r ? PQgetResult(c->pg) : NULL;
+        PQclear(end);
+        ExecStatusType st = PQresultStatus(r);
+        if (code == AGL_OK && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)) {
+            out[i] = r;
+            continue;
+        }
+        /* the first failure names the cause; later statements report PIPELINE_ABORTED */
+        if (code == AGL_OK) code = pg_error(c, r, "pipelined statement", err);
+        PQclear(r);
+        if (!c->pg) return code; /* connection lost and reset */
+    }
+    PGresult *sync = PQgetResult(c->pg);
+    if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC && code == AGL_OK)
+        code = pg_error(c, sync, "pipeline sync", err);
+    PQclear(sync);
+    if (c->pg) PQexitPipelineMode(c->pg);
+    return code;
+}
+
+agl_code db_exec_many(db_conn *c, db_stmt s, int count, int n, const char *const *const *params,
+                      PGresult **out, agl_error *err)
+{
+    for (int i = 0; i < count; i++) out[i] = NULL;
+    if (!c->pg) return agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
+    char name[16];
+    snprintf(name, sizeof name, "s%d", (int)s);
+    double t0 = agl_monotonic();
+    agl_code code = AGL_OK;
+    for (int off = 0; off < count && code == AGL_OK; off += DB_PIPELINE_MAX) {
+        int k = count - off < DB_PIPELINE_MAX ? count - off : DB_PIPELINE_MAX;
+        code = exec_pipeline(c, name, k, n, params + off, out + off, err);
+    }
+    metrics_db_query(agl_monotonic() - t0);
+    if (code != AGL_OK)
+        for (int i = 0; i < count; i++) {
+            PQclear(out[i]);
+            out[i] = NULL;
+        }
+    return code;
+}
+
 static uint64_t fnv1a(const char *s)
 {
     uint64_t h = 1469598103934665603ull;

@@ -89,6 +89,14 @@ void db_rollback(db_conn *c);
  * re-made on the next acquire), AGL_E_CONFLICT on serialization failure/deadlock,
  * AGL_E_INTERNAL otherwise. */
 PGresult *db_exec(db_conn *c, db_stmt s, int n, const char *const *params, agl_error *err);
+/* Runs one prepared statement count times (params[i] for the i-th) in libpq pipeline mode:
+ * all are sent before any result is read, so PostgreSQL executes them back to back instead of
+ * waiting for a round trip each. out[i] receives each result (caller PQclear()s) on AGL_OK; on
+ * an error nothing is returned (out[] all NULL) and err is set as db_exec does. Sends at most
+ * DB_PIPELINE_MAX statements per sync so neither socket buffer can fill. */
+#define DB_PIPELINE_MAX 256
+agl_code db_exec_many(db_conn *c, db_stmt s, int count, int n, const char *const *const *params,
+                      PGresult **out, agl_error *err);
 /* Same for a list query assembled from whitelisted fragments; prepared once per connection. */
 PGresult *db_exec_dynamic(db_conn *c, const char *sql, int n, const char *const *params,
                           agl_error *err);

@@ -313,6 +313,21 @@ def test_unknown_rollout_rejected_earlier_groups_kept(store):
     assert store.spans(rid, attempt_id="at-00000000")["total"] == 0
 
 
+def test_failing_multi_span_group_leaves_nothing_and_connection_usable(store):
+    """A group's spans go to PostgreSQL pipelined; when the first INSERT fails (unknown attempt:
+    foreign key), the rest of the pipeline is aborted, the request writes nothing, and the
+    pooled connections keep working (left pipeline mode)."""
+    rid, aid = started(store)
+    spans = [pb_span(span_id=bytes([i]) * 8) for i in range(1, 4)]
+    for _ in range(6):  # more than one pooled connection sees the failure
+        r = post_pb(store, request([(ids_attrs(rid, "at-00000000"), spans)]))
+        assert r.status_code == 404, r.status_code
+    assert store.spans(rid)["total"] == 0
+    for _ in range(6):
+        ok(post_pb(store, request([(ids_attrs(rid, aid), spans)])))
+    assert store.spans(rid)["total"] == 3
+
+
 @pytest.mark.parametrize("path", ["/v1/metrics", "/v1/logs", "/v1/development/profiles"])
 def test_other_signals_501(store, path):
     r = store.post(path, data=b"\x00\x01", headers={"Content-Type": PB})
