@@ -1,7 +1,8 @@
 /* proxy — the LLM proxy: libmicrohttpd front (a thread per client connection, so a streaming
- * reply may block in its reader), libcurl multi back end driving the upstream call and the
- * store's sequence-id allocation in parallel, and an exporter thread that batches the recorded
- * spans into OTLP/JSON posts to the store. */
+ * reply may block in its reader), libcurl multi back end driving the upstream call while an
+ * allocator thread gets the call's sequence id from the store (concurrent calls' allocations
+ * share one request), and an exporter thread that batches the recorded spans into OTLP/JSON
+ * posts to the store. */
 #include "proxy.h"
 #include "agl_alloc.h"
 #include "agl_buf.h"
@@ -21,6 +22,18 @@
 #include <string.h>
 
 #define EXPORT_BATCH 64
+#define SEQ_BATCH 256
+
+/* One call's sequence-id allocation, queued for the allocator thread. The call's thread waits
+ * in curl_multi_poll; the allocator wakes it with curl_multi_wakeup. */
+typedef struct seq_req {
+    struct seq_req *next;
+    const char *rollout_id, *attempt_id; /* the call's; valid until done */
+    CURLM *wake;
+    int64_t seq;
+    bool ok;
+    atomic_bool done;
+} seq_req;
 #define MAX_BODY (64u << 20)
 
 typedef struct reg_entry {
@@ -54,6 +67,14 @@ struct proxy {
     export_item *q_head, *q_tail;
     unsigned long long enq, done;
     bool stopping;
+
+    /* sequence-id allocator: a queue, one thread, one request in flight at a time, so calls
+     * that start while a request is out share the next one (group allocation) */
+    pthread_t allocator;
+    pthread_mutex_t seq_mu;
+    pthread_cond_t seq_cv, seq_done_cv;
+    seq_req *seq_head, **seq_tail;
+    bool seq_stopping;
 };
 
 /* ---- per-thread curl handles: a connection's requests run on one thread, so keep-alive to
@@ -61,7 +82,7 @@ struct proxy {
 
 typedef struct tls {
     CURLM *m;
-    CURL *up, *st;
+    CURL *up;
 } tls;
 
 static pthread_key_t tls_key;
@@ -72,7 +93,6 @@ static void tls_free(void *v)
     tls *t = v;
     if (!t) return;
     curl_easy_cleanup(t->up);
-    curl_easy_cleanup(t->st);
     curl_multi_cleanup(t->m);
     free(t);
 }
@@ -90,7 +110,6 @@ static tls *tls_get(void)
         t = agl_calloc(1, sizeof *t);
         t->m = curl_multi_init();
         t->up = curl_easy_init();
-        t->st = curl_easy_init();
         pthread_setspecific(tls_key, t);
     }
     return t;
@@ -110,7 +129,7 @@ typedef struct call {
     char *req_text; /* its JSON text */
     char *up_url;   /* full upstream URL */
     char *auth;     /* Authorization header line, or NULL */
-    struct curl_slist *up_hdrs, *st_hdrs;
+    struct curl_slist *up_hdrs;
     double t0, t_first, t_end; /* monotonic */
     double w0;                 /* wall clock at start */
 
@@ -123,9 +142,9 @@ typedef struct call {
     char *content_type; /* upstream's */
     char up_err[CURL_ERROR_SIZE];
 
-    /* store sequence id */
+    /* store sequence id: st_added while the allocator has the request */
     bool st_done, st_added;
-    agl_buf st_body;
+    seq_req sr;
     int64_t seq;
 
     /* streaming assembly */
@@ -134,12 +153,14 @@ typedef struct call {
     bool saw_done, stream_error, recorded;
 } call;
 
+static void seq_cancel(call *c);
+
 static void call_free(call *c)
 {
     if (!c) return;
+    if (c->st_added) seq_cancel(c);
     if (c->t) {
         if (c->up_added) curl_multi_remove_handle(c->t->m, c->t->up);
-        if (c->st_added) curl_multi_remove_handle(c->t->m, c->t->st);
     }
     json_decref(c->req);
     json_decref(c->synth);
@@ -150,9 +171,7 @@ static void call_free(call *c)
     free(c->attempt_id);
     free(c->content_type);
     curl_slist_free_all(c->up_hdrs);
-    curl_slist_free_all(c->st_hdrs);
     agl_buf_free(&c->resp);
-    agl_buf_free(&c->st_body);
     agl_buf_free(&c->line);
     free(c);
 }
@@ -186,12 +205,6 @@ static size_t up_header(char *ptr, size_t size, size_t n, void *ud)
         c->content_type = agl_strndup(v, vl);
     }
     return len;
-}
-
-static size_t st_write(char *ptr, size_t size, size_t n, void *ud)
-{
-    agl_buf_put(&((call *)ud)->st_body, ptr, size * n);
-    return size * n;
 }
 
 static void start_upstream(call *c)
@@ -229,29 +242,107 @@ static void start_upstream(call *c)
 
 static void start_seq(call *c)
 {
-    CURL *e = c->t->st;
-    curl_easy_reset(e);
+    proxy *p = c->p;
+    c->sr = (seq_req){.rollout_id = c->rollout_id, .attempt_id = c->attempt_id, .wake = c->t->m};
+    atomic_init(&c->sr.done, false);
+    pthread_mutex_lock(&p->seq_mu);
+    *p->seq_tail = &c->sr;
+    p->seq_tail = &c->sr.next;
+    pthread_cond_signal(&p->seq_cv);
+    pthread_mutex_unlock(&p->seq_mu);
+    c->st_added = true;
+}
+
+/* The call goes away before its id came back (client gone): take the request out of the queue,
+ * or wait for the batch that carries it, so the allocator never writes into freed memory. */
+static void seq_cancel(call *c)
+{
+    proxy *p = c->p;
+    pthread_mutex_lock(&p->seq_mu);
+    for (seq_req **pp = &p->seq_head; *pp; pp = &(*pp)->next) {
+        if (*pp == &c->sr) {
+            *pp = c->sr.next;
+            if (!*pp) p->seq_tail = pp;
+            c->st_added = false;
+            break;
+        }
+    }
+    while (c->st_added && !atomic_load(&c->sr.done)) pthread_cond_wait(&p->seq_done_cv, &p->seq_mu);
+    pthread_mutex_unlock(&p->seq_mu);
+    c->st_added = false;
+}
+
+static void seq_collect(call *c)
+{
+    if (!c->st_added || !atomic_load(&c->sr.done)) return;
+    /* the allocator sets done and wakes this thread's multi handle under seq_mu: taking it
+     * once here means the wake-up is over before the thread (and its handle) can go away */
+    pthread_mutex_lock(&c->p->seq_mu);
+    pthread_mutex_unlock(&c->p->seq_mu);
+    c->st_added = false;
+    c->st_done = true;
+    if (c->sr.ok)
+        c->seq = c->sr.seq;
+    else
+        agl_warn("proxy: no sequence id from the store for %s/%s; the store will assign one when "
+                 "the span arrives",
+                 c->rollout_id, c->attempt_id);
+}
+
+/* The allocator thread: takes everything queued (up to SEQ_BATCH), allocates it with one
+ * POST /v1/agl/spans/next of an array (stored's batch extension), hands the ids back. */
+static void *allocator_main(void *arg)
+{
+    proxy *p = arg;
+    agl_error err;
+    agl_store_client *sc = agl_store_client_new(p->store_url, true, &err);
     agl_buf b;
     agl_buf_init(&b);
-    agl_buf_puts(&b, c->p->store_url);
-    agl_buf_puts(&b, "/v1/agl/spans/next");
-    curl_easy_setopt(e, CURLOPT_URL, b.data);
+    seq_req *batch[SEQ_BATCH];
+    pthread_mutex_lock(&p->seq_mu);
+    for (;;) {
+        while (!p->seq_head && !p->seq_stopping) pthread_cond_wait(&p->seq_cv, &p->seq_mu);
+        if (!p->seq_head) break;
+        int n = 0;
+        while (p->seq_head && n < SEQ_BATCH) {
+            batch[n++] = p->seq_head;
+            p->seq_head = p->seq_head->next;
+        }
+        if (!p->seq_head) p->seq_tail = &p->seq_head;
+        pthread_mutex_unlock(&p->seq_mu);
+
+        agl_buf_reset(&b);
+        agl_buf_putc(&b, '[');
+        for (int i = 0; i < n; i++) {
+            agl_buf_puts(&b, i ? ",{\"rollout_id\":" : "{\"rollout_id\":");
+            agl_buf_json_str(&b, batch[i]->rollout_id);
+            agl_buf_puts(&b, ",\"attempt_id\":");
+            agl_buf_json_str(&b, batch[i]->attempt_id);
+            agl_buf_putc(&b, '}');
+        }
+        agl_buf_putc(&b, ']');
+        json_t *out = NULL;
+        if (sc && agl_store_call(sc, "POST", "/v1/agl/spans/next", b.data, &out, &err) != AGL_OK)
+            agl_warn("proxy: sequence ids for %d call(s) failed: %s", n, err.msg);
+        for (int i = 0; i < n; i++) {
+            json_t *s = json_object_get(json_array_get(out, (size_t)i), "sequence_id");
+            batch[i]->ok = json_is_integer(s);
+            batch[i]->seq = batch[i]->ok ? json_integer_value(s) : 0;
+        }
+        json_decref(out);
+
+        pthread_mutex_lock(&p->seq_mu);
+        for (int i = 0; i < n; i++) {
+            CURLM *wake = batch[i]->wake; /* the call may go once it sees done: copy first */
+            atomic_store(&batch[i]->done, true);
+            curl_multi_wakeup(wake);
+        }
+        pthread_cond_broadcast(&p->seq_done_cv);
+    }
+    pthread_mutex_unlock(&p->seq_mu);
     agl_buf_free(&b);
-    agl_buf_reset(&c->st_body);
-    json_t *body = json_pack("{s:s,s:s}", "rollout_id", c->rollout_id, "attempt_id", c->attempt_id);
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, text);
-    free(text);
-    c->st_hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    c->st_hdrs = curl_slist_append(c->st_hdrs, "Expect:");
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->st_hdrs);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, st_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_multi_add_handle(c->t->m, e);
-    c->st_added = true;
+    agl_store_client_free(sc);
+    return NULL;
 }
 
 /* Runs the transfers until done(c) holds or both transfers ended. */
@@ -270,25 +361,9 @@ static void drive(call *c, bool (*done)(const call *))
                 c->t_end = agl_monotonic();
                 curl_multi_remove_handle(c->t->m, c->t->up);
                 c->up_added = false;
-            } else if (msg->easy_handle == c->t->st && c->st_added) {
-                c->st_done = true;
-                long st = 0;
-                curl_easy_getinfo(c->t->st, CURLINFO_RESPONSE_CODE, &st);
-                json_t *j = msg->data.result == CURLE_OK && st == 200
-                                ? json_loadb(c->st_body.data, c->st_body.len, 0, NULL)
-                                : NULL;
-                json_t *s = json_object_get(j, "sequence_id");
-                if (json_is_integer(s))
-                    c->seq = json_integer_value(s);
-                else
-                    agl_warn("proxy: no sequence id from the store for %s/%s (status %ld); the "
-                             "store will assign one when the span arrives",
-                             c->rollout_id, c->attempt_id, st);
-                json_decref(j);
-                curl_multi_remove_handle(c->t->m, c->t->st);
-                c->st_added = false;
             }
         }
+        seq_collect(c);
         if (done(c) || (!c->up_added && !c->st_added)) return;
         curl_multi_poll(c->t->m, NULL, 0, 1000, NULL);
     }
@@ -1324,6 +1399,10 @@ proxy *proxy_start(const proxy_opts *o, agl_error *err)
     pthread_mutex_init(&p->q_mu, NULL);
     pthread_cond_init(&p->q_cv, NULL);
     pthread_cond_init(&p->done_cv, NULL);
+    pthread_mutex_init(&p->seq_mu, NULL);
+    pthread_cond_init(&p->seq_cv, NULL);
+    pthread_cond_init(&p->seq_done_cv, NULL);
+    p->seq_tail = &p->seq_head;
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
@@ -1354,6 +1433,7 @@ proxy *proxy_start(const proxy_opts *o, agl_error *err)
         snprintf(p->url, sizeof p->url, v6 ? "http://[%s]:%d" : "http://%s:%d", h, port);
     }
     pthread_create(&p->exporter, NULL, exporter_main, p);
+    pthread_create(&p->allocator, NULL, allocator_main, p);
     return p;
 }
 
@@ -1372,6 +1452,13 @@ void proxy_stop(proxy *p)
         pthread_cond_broadcast(&p->q_cv);
         pthread_mutex_unlock(&p->q_mu);
         pthread_join(p->exporter, NULL);
+        if (p->seq_tail) { /* the allocator started */
+            pthread_mutex_lock(&p->seq_mu);
+            p->seq_stopping = true;
+            pthread_cond_broadcast(&p->seq_cv);
+            pthread_mutex_unlock(&p->seq_mu);
+            pthread_join(p->allocator, NULL);
+        }
     }
     while (p->reg) {
         reg_entry *e = p->reg;

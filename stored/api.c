@@ -824,11 +824,57 @@ static agl_code h_add_span(agl_req *r, agl_error *err)
     return AGL_OK;
 }
 
+/* agl extension: a JSON array of {rollout_id, attempt_id} allocates one id per element in one
+ * statement and answers an array of {"sequence_id": n} in the same order. runnerd's LLM proxy
+ * sends its concurrent calls' allocations this way (docs/compat.md). */
+#define NEXT_SEQ_MAX_BATCH 4096
+
+static agl_code next_seq_batch(agl_req *r, json_t *body, agl_error *err)
+{
+    size_t n = json_array_size(body);
+    if (n > NEXT_SEQ_MAX_BATCH)
+        return agl_error_set(err, AGL_E_INVALID, "body", "at most 4096 allocations per request");
+    const char **rids = agl_arena_alloc(&r->arena, (n ? n : 1) * sizeof *rids);
+    for (size_t i = 0; i < n; i++) {
+        json_t *it = json_array_get(body, i);
+        json_t *rid = json_object_get(it, "rollout_id"), *aid = json_object_get(it, "attempt_id");
+        const char *why = !json_is_object(it)           ? "input should be a valid dictionary"
+                          : !rid                        ? "field required"
+                          : !json_is_string(rid)        ? "input should be a valid string"
+                          : aid && !json_is_string(aid) ? "input should be a valid string"
+                          : !aid                        ? "field required"
+                                                        : NULL;
+        if (why) {
+            const char *field =
+                !json_is_object(it) || !rid || !json_is_string(rid) ? "rollout_id" : "attempt_id";
+            return agl_error_set(err, AGL_E_INVALID,
+                                 json_is_object(it)
+                                     ? agl_arena_printf(&r->arena, "body.%zu.%s", i, field)
+                                     : agl_arena_printf(&r->arena, "body.%zu", i),
+                                 why);
+        }
+        rids[i] = json_string_value(rid);
+    }
+    db_conn *db;
+    agl_code code;
+    if ((code = req_db_single(r, &db, err))) return code;
+    store_tx t = tx_of(r, db);
+    int64_t *seq = agl_arena_alloc(&r->arena, (n ? n : 1) * sizeof *seq);
+    if ((code = store_span_seq_next_many(&t, rids, n, seq, err))) return code;
+    agl_buf_putc(&r->out, '[');
+    for (size_t i = 0; i < n; i++)
+        agl_buf_printf(&r->out, "%s{\"sequence_id\":%" PRId64 "}", i ? "," : "", seq[i]);
+    agl_buf_putc(&r->out, ']');
+    return AGL_OK;
+}
+
 static agl_code h_next_seq(agl_req *r, agl_error *err)
 {
     json_t *body;
     agl_code code = req_json(r, false, &body, err);
-    if (code || (code = need_object(body, "body", err))) return code;
+    if (code) return code;
+    if (json_is_array(body)) return next_seq_batch(r, body, err);
+    if ((code = need_object(body, "body", err))) return code;
     json_t *rid = json_object_get(body, "rollout_id");
     json_t *aid = json_object_get(body, "attempt_id");
     if (!rid || !json_is_string(rid))

@@ -333,6 +333,86 @@ agl_code store_span_seq_next(store_tx *t, const char *rollout_id, int64_t *seq, 
     return AGL_OK;
 }
 
+/* A PostgreSQL array literal of strings: {"a","b\"c"}. */
+static char *pg_text_array(agl_arena *a, const char *const *v, size_t n)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++) cap += 2 * strlen(v[i]) + 3;
+    char *out = agl_arena_alloc(a, cap), *w = out;
+    *w++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i) *w++ = ',';
+        *w++ = '"';
+        for (const char *s = v[i]; *s; s++) {
+            if (*s == '"' || *s == '\\') *w++ = '\\';
+            *w++ = *s;
+        }
+        *w++ = '"';
+    }
+    *w++ = '}';
+    *w = 0;
+    return out;
+}
+
+static int cmp_str_ptr_flat(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(**(const char *const *const *)a, **(const char *const *const *)b);
+}
+
+agl_code store_span_seq_next_many(store_tx *t, const char *const *rollout_ids, size_t n,
+                                  int64_t *seq, agl_error *err)
+{
+    if (!n) return AGL_OK;
+    /* group: sort pointers into rollout_ids, then one (id, count) per distinct rollout */
+    const char *const **order = agl_arena_alloc(t->arena, n * sizeof *order);
+    for (size_t i = 0; i < n; i++) order[i] = &rollout_ids[i];
+    qsort(order, n, sizeof *order, cmp_str_ptr);
+    const char **ids = agl_arena_alloc(t->arena, n * sizeof *ids);
+    size_t nd = 0;
+    agl_buf counts;
+    agl_buf_init(&counts);
+    agl_buf_putc(&counts, '{');
+    for (size_t i = 0, k; i < n; i = k) {
+        for (k = i + 1; k < n && !strcmp(*order[k], *order[i]); k++) {
+        }
+        ids[nd++] = *order[i];
+        agl_buf_printf(&counts, "%s%zu", nd > 1 ? "," : "", k - i);
+    }
+    agl_buf_putc(&counts, '}');
+    const char *params[2] = {pg_text_array(t->arena, ids, nd),
+                             agl_arena_strdup(t->arena, counts.data)};
+    agl_buf_free(&counts);
+    PGresult *res = db_exec(t->db, SQL_SPAN_SEQ_NEXT_MANY, 2, params, err);
+    if (!res) return err->code;
+    /* each rollout's ids go out in request order: first = last - count + 1 */
+    int64_t *next = agl_arena_alloc(t->arena, nd * sizeof *next);
+    for (size_t d = 0; d < nd; d++) next[d] = 0;
+    for (int row = 0; row < PQntuples(res); row++) {
+        const char *rid = PQgetvalue(res, row, 0);
+        const char **hit = bsearch(&rid, ids, nd, sizeof *ids, cmp_str_ptr_flat);
+        if (hit) next[hit - ids] = db_int(res, row, 1);
+    }
+    PQclear(res);
+    for (size_t i = 0, k; i < n; i = k) { /* turn each last id into the first */
+        for (k = i + 1; k < n && !strcmp(*order[k], *order[i]); k++) {
+        }
+        const char *rid = *order[i];
+        const char **hit = bsearch(&rid, ids, nd, sizeof *ids, cmp_str_ptr_flat);
+        next[hit - ids] -= (int64_t)(k - i) - 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *rid = rollout_ids[i];
+        const char **hit = bsearch(&rid, ids, nd, sizeof *ids, cmp_str_ptr_flat);
+        seq[i] = next[hit - ids]++;
+    }
+    return AGL_OK;
+}
+
 static agl_code span_insert_one(store_tx *t, const char *rollout_id, const char *attempt_id,
                                 const agl_span *s, bool *inserted, int *added, agl_error *err)
 {

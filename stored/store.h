@@ -77,6 +77,10 @@ agl_code store_span_counter_next(store_tx *t, const char *rollout_id, int64_t co
 /* E25 (POST /v1/agl/spans/next): the next id, committed without waiting for the WAL flush —
  * only in an autocommit transaction of its own (req_db_single), never inside a write tx. */
 agl_code store_span_seq_next(store_tx *t, const char *rollout_id, int64_t *seq, agl_error *err);
+/* The same for n requests at once (rollout ids may repeat): seq[i] for rollout_ids[i], ids of
+ * one rollout increasing in request order. One statement, same commit rule. */
+agl_code store_span_seq_next_many(store_tx *t, const char *const *rollout_ids, size_t n,
+                                  int64_t *seq, agl_error *err);
 
 /* Row readers (store_rows.c). Return false when the row's columns at col are NULL. */
 void store_row_rollout(const PGresult *res, int row, int col, agl_arena *a, agl_rollout *r);

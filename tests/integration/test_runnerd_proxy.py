@@ -147,6 +147,28 @@ def test_header_attribution_and_sequence_ids(store, upstream, proxy):
     assert len(store.spans(rid)["items"]) == 6
 
 
+def test_concurrent_calls_get_distinct_sequence_ids(store, upstream, proxy):
+    """Concurrent calls' sequence ids are allocated together (one store request for all the
+    calls waiting at that moment): every call still gets its own id, ids of one rollout are
+    1..n with no gap, and each call's two spans share its id."""
+    import concurrent.futures
+    pairs = [attempt_ids(store) for _ in range(2)]
+
+    def call(k):
+        rid, aid = pairs[k % 2]
+        client = openai.OpenAI(base_url=f"{proxy.proxy_url}/rollout/{rid}/attempt/{aid}/v1",
+                               api_key="x", max_retries=0)
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": f"{k}"}])
+
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        list(ex.map(call, range(48)))
+    for rid, _ in pairs:
+        spans = llm_spans(store, rid, 24)
+        root = sorted(s["sequence_id"] for s in spans if s["name"] == "litellm_request")
+        raw = sorted(s["sequence_id"] for s in spans if s["name"] == "raw_gen_ai_request")
+        assert root == raw == list(range(1, 25))
+
+
 def test_upstream_errors_are_passed_back_and_recorded(store, upstream, proxy):
     rid, aid = attempt_ids(store)
     base = f"{proxy.proxy_url}/rollout/{rid}/attempt/{aid}/v1"

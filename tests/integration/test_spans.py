@@ -168,6 +168,26 @@ def test_next_validation(store):
     expect_422(store.post("/spans/next", {"attempt_id": "x"}), "rollout_id")
 
 
+def test_next_sequence_id_batch(store):  # agl extension: an array body
+    r1, a1 = started(store)
+    r2, a2 = started(store)
+    store.add_span(make_span(r1, a1, 7))
+    odd = 'ro-"quoted\\back,slash{}'
+    body = [{"rollout_id": r1, "attempt_id": a1}, {"rollout_id": r2, "attempt_id": a2},
+            {"rollout_id": r1, "attempt_id": "latest"}, {"rollout_id": odd, "attempt_id": "x"},
+            {"rollout_id": r1, "attempt_id": a1}]
+    got = expect(store.post("/spans/next", body), 200)
+    assert got == [{"sequence_id": n} for n in (8, 1, 9, 1, 10)]
+    assert store.next_seq(r1, a1) == 11 and store.next_seq(odd, "x") == 2
+    assert expect(store.post("/spans/next", []), 200) == []
+    expect_422(store.post("/spans/next", [{"rollout_id": r1}]), "attempt_id")
+    expect_422(store.post("/spans/next", [body[0], {"attempt_id": "x"}]), "rollout_id")
+    expect_422(store.post("/spans/next", [body[0], 3]), "body")
+    r = store.post("/spans/next", [body[0]] * 4097)
+    assert r.status_code == 422 and "at most 4096" in r.text
+    assert store.next_seq(r1, a1) == 12  # refused batches allocated nothing
+
+
 # ---- listing §8.33–41, §8.46 ----
 
 def _many(store, rid, aid, n):
