@@ -108,14 +108,18 @@ const char *const db_sql[SQL__COUNT] = {
         "INSERT INTO span_counters AS c SELECT $1, 1 FROM (SELECT set_config("
         "'synchronous_commit', 'off', true)) AS g ON CONFLICT (rollout_id) DO UPDATE"
         " SET value = c.value + 1 RETURNING value",
-    /* The batch form (an agl extension: a JSON array body), same commit rule: $1 distinct
-     * rollout ids in sorted order (so two batches lock counters in the same order), $2 how many
-     * ids each takes. Returns each rollout's last id. */
+    /* The batch form (an agl extension: a JSON array body), same commit rule. $1: the request's
+     * rollout ids in order (repeats allowed). Each rollout's counter rises by its count, in
+     * rollout-id order so two batches lock counters in the same order; one id per element comes
+     * back in request order, ids of one rollout increasing with it. */
     [SQL_SPAN_SEQ_NEXT_MANY] =
-        "INSERT INTO span_counters AS c SELECT u.r, u.n FROM unnest($1::text[], $2::bigint[])"
-        " AS u(r, n), (SELECT set_config('synchronous_commit', 'off', true)) AS g"
+        "WITH q AS (SELECT r, ord FROM unnest($1::text[]) WITH ORDINALITY AS u(r, ord)),"
+        " c AS (INSERT INTO span_counters AS c SELECT r, count(*) FROM q,"
+        " (SELECT set_config('synchronous_commit', 'off', true)) AS g GROUP BY r ORDER BY r"
         " ON CONFLICT (rollout_id) DO UPDATE SET value = c.value + EXCLUDED.value"
-        " RETURNING rollout_id, value",
+        " RETURNING rollout_id, value)"
+        " SELECT c.value - count(*) OVER w + row_number() OVER (w ORDER BY q.ord)"
+        " FROM q JOIN c ON c.rollout_id = q.r WINDOW w AS (PARTITION BY q.r) ORDER BY q.ord",
     [SQL_SPAN_INSERT] =
         "INSERT INTO spans (rollout_id, attempt_id, span_id, sequence_id, trace_id, parent_id,"
         " name, start_time, end_time, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"

@@ -354,84 +354,14 @@ static char *pg_text_array(agl_arena *a, const char *const *v, size_t n)
     return out;
 }
 
-static int cmp_str_ptr_flat(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static int cmp_str_ptr(const void *a, const void *b)
-{
-    return strcmp(**(const char *const *const *)a, **(const char *const *const *)b);
-}
-
 agl_code store_span_seq_next_many(store_tx *t, const char *const *rollout_ids, size_t n,
                                   int64_t *seq, agl_error *err)
 {
     if (!n) return AGL_OK;
-    /* group: sort pointers into rollout_ids, then one (id, count) per distinct rollout */
-    const char *const **order = agl_arena_alloc(t->arena, n * sizeof *order);
-    for (size_t i = 0; i < n; i++) order[i] = &rollout_ids[i];
-    qsort(order, n, sizeof *order, cmp_str_ptr);
-    const char **ids = agl_arena_alloc(t->arena, n * sizeof *ids);
-    size_t nd = 0;
-    agl_buf counts;
-    agl_buf_init(&counts);
-    agl_buf_putc(&counts, '{');
-    for (size_t i = 0, k; i < n; i = k) {
-        for (k = i + 1; k < n && !strcmp(*order[k], *order[i]); k++) {
-        }
-        ids[nd++] = *order[i];
-        agl_buf_printf(&counts, "%s%zu", nd > 1 ? "," : "", k - i);
-    }
-    agl_buf_putc(&counts, '}');
-    const char *params[2] = {pg_text_array(t->arena, ids, nd),
-                             agl_arena_strdup(t->arena, counts.data)};
-    agl_buf_free(&counts);
-    PGresult *res = db_exec(t->db, SQL_SPAN_SEQ_NEXT_MANY, 2, params, err);
+    PGresult *res =
+        db_exec(t->db, SQL_SPAN_SEQ_NEXT_MANY, 1, P(pg_text_array(t->arena, rollout_ids, n)), err);
     if (!res) return err->code;
-    /* each rollout's ids go out in request order: first = last - count + 1 */
-    int64_t *next = agl_arena_alloc(t->arena, nd * sizeof *next);
-    for (size_t d = 0; d < nd; d++) next[d] = 0;
-    for (int row = 0; row < PQntuples(res); row++) {
-        const char *rid = PQgetvalue(res, row, 0);
-        const char **hit = bsearch(&rid, ids, nd, sizeof *ids, cmp_str_ptr_flat);
-        if (hit) next[hit - ids] = db_int(res, row, 1);
-    }
-    PQclear(res);
-    for (size_t i = 0, k; i < n; i = k) { /* turn each last id into the first */
-        for (k = i + 1; k < n && !strcmp(*order[k], *order[i]); k++) {
-        }
-        const char *rid = *order[i];
-        const char **hit = bsearch(&rid, ids, nd, sizeof *ids, cmp_str_ptr_flat);
-        next[hit - ids] -= (int64_t)(k - i) - 1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *rid = rollout_ids[i];
-        const char **hit = bsearch(&rid, ids, nd, sizeof *ids, cmp_str_ptr_flat);
-        seq[i] = next[hit - ids]++;
-    }
-    return AGL_OK;
-}
-
-static agl_code span_insert_one(store_tx *t, const char *rollout_id, const char *attempt_id,
-                                const agl_span *s, bool *inserted, int *added, agl_error *err)
-{
-    const char *const params[] = {
-        rollout_id,
-        attempt_id,
-        s->span_id,
-        store_fmt_int(t->arena, s->sequence_id),
-        s->trace_id,
-        s->parent_id,
-        s->name,
-        opt_double(t, s->has_start_time, s->start_time),
-        opt_double(t, s->has_end_time, s->end_time),
-        s->json,
-    };
-    PGresult *res = db_exec(t->db, SQL_SPAN_INSERT, NP(params), params, err);
-    if (!res) return err->code;
-    *inserted = PQntuples(res) > 0;
-    *added = *inserted;
+    for (size_t i = 0; i < n; i++) seq[i] = db_int(res, (int)i, 0);
     PQclear(res);
     return AGL_OK;
 }
@@ -483,35 +413,28 @@ agl_code store_spans_insert(store_tx *t, const char *rollout_id, const char *att
      * LLM calls through runnerd's proxy (docs/runnerd.md). A single INSERT .. SELECT FROM
      * unnest() of array parameters cost PostgreSQL three times the CPU for a 512-span OTLP
      * batch (parsing the array literals and validating json[]). */
-    agl_code code = AGL_OK;
-    if (n == 1) {
-        int one = 0;
-        code = span_insert_one(t, rollout_id, attempt_id, &spans[0], &inserted[0], &one, err);
-        added += one;
-    } else if (n > 1) {
-        const char *const **params = agl_arena_alloc(t->arena, sizeof *params * (size_t)n);
-        for (int i = 0; i < n; i++) {
-            const agl_span *s = &spans[i];
-            const char **p = agl_arena_alloc(t->arena, sizeof *p * 10);
-            p[0] = rollout_id;
-            p[1] = attempt_id;
-            p[2] = s->span_id;
-            p[3] = store_fmt_int(t->arena, s->sequence_id);
-            p[4] = s->trace_id;
-            p[5] = s->parent_id;
-            p[6] = s->name;
-            p[7] = opt_double(t, s->has_start_time, s->start_time);
-            p[8] = opt_double(t, s->has_end_time, s->end_time);
-            p[9] = s->json;
-            params[i] = p;
-        }
-        PGresult **res_all = agl_arena_alloc(t->arena, sizeof *res_all * (size_t)n);
-        code = db_exec_many(t->db, SQL_SPAN_INSERT, n, 10, params, res_all, err);
-        for (int i = 0; code == AGL_OK && i < n; i++) {
-            inserted[i] = PQntuples(res_all[i]) > 0;
-            added += inserted[i];
-            PQclear(res_all[i]);
-        }
+    const char *const **params = agl_arena_alloc(t->arena, sizeof *params * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) {
+        const agl_span *s = &spans[i];
+        const char **p = agl_arena_alloc(t->arena, sizeof *p * 10);
+        p[0] = rollout_id;
+        p[1] = attempt_id;
+        p[2] = s->span_id;
+        p[3] = store_fmt_int(t->arena, s->sequence_id);
+        p[4] = s->trace_id;
+        p[5] = s->parent_id;
+        p[6] = s->name;
+        p[7] = opt_double(t, s->has_start_time, s->start_time);
+        p[8] = opt_double(t, s->has_end_time, s->end_time);
+        p[9] = s->json;
+        params[i] = p;
+    }
+    PGresult **res_all = agl_arena_alloc(t->arena, sizeof *res_all * (size_t)(n ? n : 1));
+    agl_code code = db_exec_many(t->db, SQL_SPAN_INSERT, n, 10, params, res_all, err);
+    for (int i = 0; code == AGL_OK && i < n; i++) {
+        inserted[i] = PQntuples(res_all[i]) > 0;
+        added += inserted[i];
+        PQclear(res_all[i]);
     }
     if (code != AGL_OK) {
         if (code == AGL_E_NOT_FOUND)
