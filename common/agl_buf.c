@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,19 @@ void agl_buf_json_strn(agl_buf *b, const char *s, size_t n)
     agl_buf_putc(b, '"');
     size_t run = 0; /* copy unescaped runs in one memcpy */
     for (size_t i = 0; i < n; i++) {
+        /* Skip 8 plain bytes at a time (no control byte, quote or backslash): span attributes
+         * are kilobytes of mostly plain text. Bit tricks: a byte of x below k sets its top bit
+         * in (x - k*ones) & ~x & highs (exact as a yes/no); "equal" is "xor below 1". */
+        while (n - i >= 8) {
+            uint64_t x;
+            memcpy(&x, s + i, 8);
+            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+            uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+            if (((x - ones * 0x20) & ~x) & highs) break;
+            if ((((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs) break;
+            i += 8;
+        }
+        if (i >= n) break;
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\') continue;
         if (i > run) agl_buf_put(b, s + run, i - run);
@@ -136,10 +150,111 @@ void agl_buf_json_strn(agl_buf *b, const char *s, size_t n)
     agl_buf_putc(b, '"');
 }
 
+/* Writes digits (no trailing zeros) times 10^exp10 the way Python's repr lays out a float:
+ * plain notation for 1e-4 <= |v| < 1e16 (with ".0" when integral), else d.ddde+XX. */
+static int repr_layout(char *out, size_t cap, bool neg, uint64_t digits, int exp10)
+{
+    char d[24], r[24];
+    int nd = 0;
+    do r[nd++] = (char)('0' + digits % 10);
+    while ((digits /= 10) != 0);
+    for (int i = 0; i < nd; i++) d[i] = r[nd - 1 - i];
+    char buf[48], *w = buf;
+    if (neg) *w++ = '-';
+    int e = nd - 1 + exp10; /* decimal exponent of the leading digit */
+    if (e < -4 || e >= 16) {
+        *w++ = d[0];
+        if (nd > 1) *w++ = '.';
+        for (int i = 1; i < nd; i++) *w++ = d[i];
+        w += sprintf(w, "e%c%02d", e < 0 ? '-' : '+', e < 0 ? -e : e);
+    } else if (e < 0) {
+        *w++ = '0';
+        *w++ = '.';
+        for (int i = -1; i > e; i--) *w++ = '0';
+        for (int i = 0; i < nd; i++) *w++ = d[i];
+    } else {
+        for (int i = 0; i <= e; i++) *w++ = i < nd ? d[i] : '0';
+        *w++ = '.';
+        if (nd <= e + 1) *w++ = '0';
+        for (int i = e + 1; i < nd; i++) *w++ = d[i];
+    }
+    *w = 0;
+    return snprintf(out, cap, "%s", buf);
+}
+
+/* Shortest round-trip digits by exact integer arithmetic, for the doubles that dominate the
+ * wire: integers below 2^53 and values in [2^27, 2^53) with a fraction — Unix timestamps in
+ * seconds are 2^30..2^31, and an OTLP batch carries two per span. The snprintf/strtod search
+ * below cost a fifth of stored's CPU on OTLP ingestion. With v = m * 2^e2 (-25 <= e2 <= -1)
+ * the rounding interval's bounds and v itself are exact integers in units of 10^-k (k = 2-e2,
+ * 5^k * 2^55 < 2^128); the answer is the coarsest power of ten with a multiple inside the
+ * interval (bounds included iff m is even, as strtod rounds half to even), and of those
+ * multiples the nearest to v (ties to even), as Python's repr (David Gay's mode 0) picks.
+ * Returns false when v is outside that range. */
+static bool format_double_exact(char *out, size_t cap, double v, int *n)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    bool neg = bits >> 63;
+    int be = (int)((bits >> 52) & 0x7ff);
+    if (be == 0 || be == 0x7ff) return false; /* zero, subnormal, inf, nan */
+    uint64_t m = (bits & ((1ull << 52) - 1)) | (1ull << 52);
+    int e2 = be - 1075;
+    if (e2 > 0 || e2 < -52) return false;
+    if (!(m & ((1ull << -e2) - 1))) {
+        /* Integers below 2^53 print exactly: the half-ulp interval holds no shorter decimal. */
+        uint64_t iv = m >> -e2;
+        int z = 0;
+        while (iv % 10 == 0) iv /= 10, z++;
+        *n = repr_layout(out, cap, neg, iv, z);
+        return true;
+    }
+    if (e2 < -25) return false;
+    int k = 2 - e2;
+    unsigned __int128 p5 = 1;
+    for (int i = 0; i < k; i++) p5 *= 5;
+    /* In units of 2^(e2-2): v = 4m, upper bound 4m+2, lower bound 4m-2 (4m-1 when m is a
+     * power of two: the next double down is half as far). */
+    unsigned __int128 V = (unsigned __int128)(4 * m) * p5;
+    unsigned __int128 HI = (unsigned __int128)(4 * m + 2) * p5;
+    unsigned __int128 LO = (unsigned __int128)(4 * m - (m == (1ull << 52) && be > 1 ? 1 : 2)) * p5;
+    bool incl = (m & 1) == 0;
+    /* Drop d0 digits at once so the rest fits 64 bits (HI < 2^118 < 10^36). */
+    int d0 = 0;
+    unsigned __int128 p0 = 1;
+    while (HI / p0 >= (unsigned __int128)1e19) p0 *= 10, d0++;
+    /* smallest multiple of 10^d in the interval, and the largest, in units of 10^d */
+    uint64_t lo_q = (uint64_t)(LO / p0), hi_q = (uint64_t)(HI / p0);
+    bool lo_rem = LO % p0 != 0, hi_rem = HI % p0 != 0;
+    uint64_t cl = lo_q + (lo_rem || !incl);
+    uint64_t ch = hi_q - (!hi_rem && !incl);
+    if (cl > ch) return false; /* 17+ digits below the cut: not expected, take the slow path */
+    int d = d0;
+    for (;;) {
+        /* nested ceil/floor compose: ceil(ceil(x/a)/b) = ceil(x/ab) */
+        uint64_t ncl = cl / 10 + (cl % 10 != 0), nch = ch / 10;
+        if (ncl > nch) break;
+        cl = ncl, ch = nch, d++;
+    }
+    unsigned __int128 p = 1;
+    for (int i = 0; i < d; i++) p *= 10;
+    uint64_t c = (uint64_t)(V / p);
+    unsigned __int128 r2 = (V % p) * 2;
+    if (r2 > p || (r2 == p && (c & 1))) c++;
+    if (c < cl) c = cl;
+    if (c > ch) c = ch;
+    int exp10 = d - k;
+    while (c % 10 == 0) c /= 10, exp10++;
+    *n = repr_layout(out, cap, neg, c, exp10);
+    return true;
+}
+
 int agl_format_double(char *out, size_t cap, double v)
 {
     if (isnan(v)) return snprintf(out, cap, "NaN");
     if (isinf(v)) return snprintf(out, cap, v > 0 ? "Infinity" : "-Infinity");
+    int fast;
+    if (format_double_exact(out, cap, v, &fast)) return fast;
     /* Shortest number of significant digits that round-trips, as Python's repr does. Digit
      * counts that round-trip are upward closed, so: most doubles on the wire are timestamps
      * needing 16-17 digits (try 15, 16, 17); those that fit in 15 are usually short (0.1,

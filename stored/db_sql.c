@@ -135,7 +135,7 @@ const char *const db_sql[SQL__COUNT] = {
         " ON CONFLICT (rollout_id) DO UPDATE SET value = GREATEST(c.value, EXCLUDED.value)),"
         " s AS (INSERT INTO spans (rollout_id, attempt_id, span_id, sequence_id, trace_id,"
         " parent_id, name, start_time, end_time, doc) SELECT $1, $2, $3, $4::bigint, $5, $6, $7,"
-        " $8::float8, $9::float8, $10::json FROM r ON CONFLICT DO NOTHING RETURNING 1),"
+        " $8::float8, $9::float8, $10 FROM r ON CONFLICT DO NOTHING RETURNING 1),"
         " a AS (UPDATE attempts SET last_heartbeat_time = $11::float8, status = CASE WHEN status"
         " IN ('preparing', 'unresponsive') THEN 'running' ELSE status END WHERE rollout_id = $1"
         " AND attempt_id = $2 AND EXISTS (SELECT 1 FROM s) RETURNING sequence_id),"

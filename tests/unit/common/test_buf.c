@@ -144,6 +144,118 @@ static void test_doubles_round_trip(void **state)
         assert_true(strtod(D(vals[i]), NULL) == vals[i]);
 }
 
+/* The exact-integer fast path (integers below 2^53, values in [2^27, 2^53) with a fraction:
+ * timestamps) against Python's repr: the goldens were printed by CPython 3.11, including the
+ * neighbours of a power of two where the interval below is half as wide. */
+static void test_doubles_fast_path_goldens(void **state)
+{
+    static const struct {
+        double v;
+        const char *repr;
+    } g[] = {
+        {1764100000.0005, "1764100000.0005"},       {1764100000.1234567, "1764100000.1234567"},
+        {1764100000.000001, "1764100000.000001"},   {1073741824.0, "1073741824.0"},
+        {1073741824.0000002, "1073741824.0000002"}, {1073741823.9999999, "1073741823.9999999"},
+        {134217728.00000003, "134217728.00000003"}, {9007199254740991.0, "9007199254740991.0"},
+        {4503599627370496.0, "4503599627370496.0"}, {134217728.5, "134217728.5"},
+        {4503599627370495.5, "4503599627370495.5"}, {67108864.25, "67108864.25"},
+        {-1764100000.0005, "-1764100000.0005"},
+    };
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) assert_string_equal(D(g[i].v), g[i].repr);
+}
+
+/* Shortest digits by search, independent of the formatter: the fewest significant digits whose
+ * correctly rounded %e reads back as v. */
+static int search_digits(double v)
+{
+    char t[40];
+    for (int p = 1; p <= 17; p++) {
+        snprintf(t, sizeof t, "%.*e", p - 1, v);
+        if (strtod(t, NULL) == v) return p;
+    }
+    return 17;
+}
+
+static int significant_digits(const char *s)
+{
+    int n = 0, lead = 1, trailing = 0;
+    for (; *s && *s != 'e'; s++) {
+        if (*s < '0' || *s > '9') continue;
+        if (lead && *s == '0') continue;
+        lead = 0;
+        n++;
+        trailing = *s == '0' ? trailing + 1 : 0;
+    }
+    return n - trailing > 0 ? n - trailing : 1;
+}
+
+/* 200,000 pseudo-random timestamps and wide-range values: every text reads back as the same
+ * double and has no more digits than the search finds (a power of two may need fewer). */
+static void test_doubles_shortest_sweep(void **state)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double v;
+        if (i % 2)
+            v = 1.6e9 + (double)(x >> 11) / 9007199254740992.0 * 3e8;
+        else {
+            uint64_t bits =
+                0x41A0000000000000ull + x % (0x4340000000000000ull - 0x41A0000000000000ull);
+            memcpy(&v, &bits, sizeof v);
+        }
+        const char *s = D(v);
+        assert_true(strtod(s, NULL) == v);
+        assert_true(significant_digits(s) <= search_digits(v));
+    }
+}
+
+/* The 8-bytes-at-a-time scan against a byte-by-byte escaper: one special byte at every
+ * offset of a 24-byte string, plus bytes that must pass through (0x7f, UTF-8, 0x20). */
+static void ref_escape(char *w, const char *s, size_t n)
+{
+    *w++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            *w++ = '\\', *w++ = (char)c;
+        else if (c == '\n')
+            *w++ = '\\', *w++ = 'n';
+        else if (c == '\r')
+            *w++ = '\\', *w++ = 'r';
+        else if (c == '\t')
+            *w++ = '\\', *w++ = 't';
+        else if (c == '\b')
+            *w++ = '\\', *w++ = 'b';
+        else if (c == '\f')
+            *w++ = '\\', *w++ = 'f';
+        else if (c < 0x20)
+            w += sprintf(w, "\\u%04x", c);
+        else
+            *w++ = (char)c;
+    }
+    *w++ = '"';
+    *w = 0;
+}
+
+static void test_json_string_escaping_every_offset(void **state)
+{
+    const unsigned char specials[] = {'"', '\\', 0x01, 0x1f, '\n', 0x00, 0x7f, 0xc3, ' ', '~'};
+    for (size_t k = 0; k < sizeof specials; k++)
+        for (size_t at = 0; at < 24; at++)
+            for (size_t len = at + 1; len <= 24; len += 7) {
+                char in[32], want[256];
+                memset(in, 'a', sizeof in);
+                in[at] = (char)specials[k];
+                ref_escape(want, in, len);
+                agl_buf b;
+                agl_buf_init(&b);
+                agl_buf_json_strn(&b, in, len);
+                assert_string_equal(b.data, want);
+                agl_buf_free(&b);
+            }
+}
+
 static void test_opt_double_and_int(void **state)
 {
     agl_buf b;
@@ -170,10 +282,16 @@ static void test_opt_double_and_int(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_put_and_growth),      cmocka_unit_test(test_json_string_escaping),
-        cmocka_unit_test(test_doubles_python_repr), cmocka_unit_test(test_doubles_trailing_zeros),
-        cmocka_unit_test(test_doubles_non_finite),  cmocka_unit_test(test_doubles_round_trip),
+        cmocka_unit_test(test_put_and_growth),
+        cmocka_unit_test(test_json_string_escaping),
+        cmocka_unit_test(test_doubles_python_repr),
+        cmocka_unit_test(test_doubles_trailing_zeros),
+        cmocka_unit_test(test_doubles_non_finite),
+        cmocka_unit_test(test_doubles_round_trip),
         cmocka_unit_test(test_opt_double_and_int),
+        cmocka_unit_test(test_doubles_fast_path_goldens),
+        cmocka_unit_test(test_doubles_shortest_sweep),
+        cmocka_unit_test(test_json_string_escaping_every_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
