@@ -62,7 +62,7 @@ static agl_code pg_error(db_conn *c, PGresult *r, const char *what, agl_error *e
         conn_reset(c);
         return agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable: %s", clean);
     }
-    if (state && !strcmp(state, "23503")) /* foreign key: the span's attempt does not exist */
+    if (state && !strcmp(state, "23503")) /* foreign key: a row refers to a missing one */
         return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "unknown rollout or attempt");
     if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01")))
         return agl_error_set(err, AGL_E_CONFLICT, NULL, "concurrent update conflict, retry: %s",
@@ -99,6 +99,8 @@ static agl_code conn_prepare(db_conn *c, agl_error *err)
             agl_code code = pg_error(c, r, "prepare", err);
             agl_error("cannot prepare statement %d: %s", i, err->msg);
             PQclear(r);
+            /* Start from scratch next time, not from "s0 already exists". */
+            if (c->pg) PQclear(PQexec(c->pg, "DEALLOCATE ALL"));
             return code;
         }
         PQclear(r);

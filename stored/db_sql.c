@@ -37,6 +37,11 @@ const char *const db_sql[SQL__COUNT] = {
     /* Span inserts lock their rollout first so they order after E13's rollout lock. */
     [SQL_ROLLOUT_LOCK] =
         "SELECT num_attempts FROM rollouts WHERE rollout_id = $1 FOR NO KEY UPDATE",
+    /* Span batches: lock the rollout and check its attempt exists (no foreign key: attempts
+     * are never deleted, migrations/0004_spans_no_fk.sql). */
+    [SQL_SPAN_TARGET_LOCK] = "SELECT r.num_attempts, (SELECT count(*) FROM attempts a WHERE"
+                             " a.rollout_id = $1 AND a.attempt_id = $2) FROM rollouts r"
+                             " WHERE r.rollout_id = $1 FOR NO KEY UPDATE OF r",
     [SQL_QUEUE_PICK] = "SELECT " DB_ROLLOUT_COLS " FROM rollouts r WHERE queue_pos IS NOT NULL"
                        " ORDER BY queue_pos LIMIT $1 FOR UPDATE SKIP LOCKED",
     [SQL_QUEUE_DROP] = "UPDATE rollouts SET queue_pos = NULL WHERE rollout_id = $1",
@@ -127,22 +132,24 @@ const char *const db_sql[SQL__COUNT] = {
     /* POST /v1/agl/spans in one autocommit statement (store-api.md §3 E24, §4.6): lock the
      * rollout (the same lock order as E13: rollout, then attempt), raise its sequence counter,
      * insert unless duplicate, and if a row went in, beat the attempt's heartbeat and promote a
-     * preparing/requeuing rollout whose latest attempt it is. An unknown attempt fails the
-     * foreign key, so nothing of the request remains. Returns (rollout found, span inserted). */
+     * preparing/requeuing rollout whose latest attempt it is. With an unknown attempt (t empty)
+     * nothing is written. Returns (rollout found, span inserted, promoted, attempt found). */
     [SQL_SPAN_ADD_ONE] =
         "WITH r AS (SELECT num_attempts FROM rollouts WHERE rollout_id = $1 FOR NO KEY UPDATE),"
-        " c AS (INSERT INTO span_counters AS c (rollout_id, value) SELECT $1, $4::bigint FROM r"
+        " t AS (SELECT 1 FROM attempts WHERE rollout_id = $1 AND attempt_id = $2),"
+        " c AS (INSERT INTO span_counters AS c (rollout_id, value) SELECT $1, $4::bigint FROM r, t"
         " ON CONFLICT (rollout_id) DO UPDATE SET value = GREATEST(c.value, EXCLUDED.value)),"
         " s AS (INSERT INTO spans (rollout_id, attempt_id, span_id, sequence_id, trace_id,"
         " parent_id, name, start_time, end_time, doc) SELECT $1, $2, $3, $4::bigint, $5, $6, $7,"
-        " $8::float8, $9::float8, $10 FROM r ON CONFLICT DO NOTHING RETURNING 1),"
+        " $8::float8, $9::float8, $10 FROM r, t ON CONFLICT DO NOTHING RETURNING 1),"
         " a AS (UPDATE attempts SET last_heartbeat_time = $11::float8, status = CASE WHEN status"
         " IN ('preparing', 'unresponsive') THEN 'running' ELSE status END WHERE rollout_id = $1"
         " AND attempt_id = $2 AND EXISTS (SELECT 1 FROM s) RETURNING sequence_id),"
         " u AS (UPDATE rollouts x SET status = 'running' FROM a, r WHERE x.rollout_id = $1"
         " AND a.sequence_id = r.num_attempts AND x.status IN ('preparing', 'requeuing')"
         " RETURNING 1)"
-        " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM s), (SELECT count(*) FROM u)",
+        " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM s), (SELECT count(*) FROM u),"
+        " (SELECT count(*) FROM t)",
     [SQL_STATISTICS] =
         "SELECT (SELECT count(*) FROM rollouts), (SELECT count(*) FROM attempts),"
         " (SELECT count(*) FROM spans) + COALESCE((SELECT value::bigint FROM store_info"

@@ -388,11 +388,14 @@ agl_code store_span_add_one(store_tx *t, const agl_span *s, bool *inserted, agl_
                           s->attempt_id, s->rollout_id);
         return err->code;
     }
-    bool found = db_int(res, 0, 0) > 0;
+    bool found = db_int(res, 0, 0) > 0, attempt_found = db_int(res, 0, 3) > 0;
     *inserted = db_int(res, 0, 1) > 0;
     PQclear(res);
     if (!found)
         return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", s->rollout_id);
+    if (!attempt_found)
+        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "attempt %s of rollout %s not found",
+                             s->attempt_id, s->rollout_id);
     if (*inserted) metrics_spans_ingested(1);
     return AGL_OK;
 }
@@ -400,13 +403,17 @@ agl_code store_span_add_one(store_tx *t, const agl_span *s, bool *inserted, agl_
 agl_code store_spans_insert(store_tx *t, const char *rollout_id, const char *attempt_id,
                             agl_span *spans, int n, bool *inserted, agl_error *err)
 {
-    PGresult *res = db_exec(t->db, SQL_ROLLOUT_LOCK, 1, P(rollout_id), err);
+    PGresult *res = db_exec(t->db, SQL_SPAN_TARGET_LOCK, 2, P(rollout_id, attempt_id), err);
     if (!res) return err->code;
     bool found = PQntuples(res) > 0;
     int64_t latest_seq = found ? db_int(res, 0, 0) : 0;
+    bool attempt_found = found && db_int(res, 0, 1) > 0;
     PQclear(res);
     if (!found)
         return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", rollout_id);
+    if (!attempt_found)
+        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "attempt %s of rollout %s not found",
+                             attempt_id, rollout_id);
     int added = 0;
     /* One prepared INSERT per span, pipelined: PostgreSQL runs them back to back instead of
      * waiting for a round trip (and two context switches) each — +30–40% sustained recorded

@@ -314,9 +314,9 @@ def test_unknown_rollout_rejected_earlier_groups_kept(store):
 
 
 def test_failing_multi_span_group_leaves_nothing_and_connection_usable(store):
-    """A group's spans go to PostgreSQL pipelined; when the first INSERT fails (unknown attempt:
-    foreign key), the rest of the pipeline is aborted, the request writes nothing, and the
-    pooled connections keep working (left pipeline mode)."""
+    """A group with an unknown attempt is refused before its pipelined INSERTs (the attempt is
+    checked under the rollout lock, migrations/0004): the request writes nothing, and the pooled
+    connections keep working."""
     rid, aid = started(store)
     spans = [pb_span(span_id=bytes([i]) * 8) for i in range(1, 4)]
     for _ in range(6):  # more than one pooled connection sees the failure
