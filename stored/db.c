@@ -1,6 +1,7 @@
 /* db — libpq connection pool, prepared statements, transactions and migrations. */
 #include "db.h"
 #include "agl_alloc.h"
+#include "agl_arena.h"
 #include "agl_log.h"
 #include "agl_util.h"
 #include "metrics.h"
@@ -20,7 +21,14 @@ struct db_conn {
     PGconn *pg;
     bool prepared;
     bool in_pool;
-    bool begin_pending; /* db_begin called, BEGIN not sent yet (see db_begin) */
+    bool in_tx;         /* between db_begin and db_commit/db_rollback */
+    bool begin_pending; /* BEGIN not sent yet (see db_begin) */
+    int ndefer;         /* writes held back (db_exec_deferred) */
+    struct deferred {
+        int stmt, n;
+        const char **params; /* copies in defer_arena */
+    } defer[DB_DEFER_MAX];
+    agl_arena defer_arena;
     int ndyn;
     struct {
         uint64_t hash;
@@ -39,12 +47,14 @@ struct db_pool {
 };
 
 static void conn_reset(db_conn *c);
+static void drop_held(db_conn *c);
 static agl_code conn_prepare(db_conn *c, agl_error *err);
 static void conn_reset(db_conn *c)
 {
     if (c->pg) PQfinish(c->pg);
     c->pg = NULL;
-    c->begin_pending = false;
+    c->in_tx = false;
+    drop_held(c);
     c->prepared = false;
     for (int i = 0; i < c->ndyn; i++) free(c->dyn[i].sql);
     c->ndyn = 0;
@@ -187,7 +197,8 @@ agl_code db_acquire(db_pool *p, db_conn **out, agl_error *err)
 
 void db_release(db_pool *p, db_conn *c)
 {
-    c->begin_pending = false;
+    c->in_tx = false;
+    drop_held(c);
     pthread_mutex_lock(&p->mu);
     p->free[p->nfree++] = c;
     pthread_cond_signal(&p->cv);
@@ -218,92 +229,170 @@ static agl_code simple(db_conn *c, const char *sql, agl_error *err)
     return code;
 }
 
-/* BEGIN is not sent on its own: it travels in one pipeline with the transaction's first
- * statement (exec_named), saving a round trip — two context switches on each side — per
- * transaction; a transaction that runs no statement sends nothing at all. */
+/* A transaction sends as little as it can on its own. BEGIN is held back and travels with the
+ * transaction's first statement; writes whose result the caller does not read
+ * (db_exec_deferred) are held back too and travel with the next statement or with COMMIT. Each
+ * hold saves a round trip — two context switches on each side —, and a transaction that runs
+ * no statement sends nothing at all. All held statements go in one libpq pipeline, in order;
+ * the first failure aborts the rest (PostgreSQL skips them) and is reported as db_exec would. */
 agl_code db_begin(db_conn *c, agl_error *err)
 {
     if (!c->pg) return agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
     c->begin_pending = true;
+    c->in_tx = true;
     return AGL_OK;
 }
 
-/* Paths that cannot carry the BEGIN along send it first. */
-static agl_code flush_begin(db_conn *c, agl_error *err)
+static void drop_held(db_conn *c)
 {
-    if (!c->begin_pending) return AGL_OK;
     c->begin_pending = false;
-    return simple(c, "BEGIN", err);
+    c->ndefer = 0;
+    agl_arena_free(&c->defer_arena);
+}
+
+/* Sends the held BEGIN and writes, then final: a prepared statement (final_name) or COMMIT
+ * (commit) or nothing, in one pipeline. Returns final's result in *out (NULL for COMMIT or
+ * nothing); on the first failure sets err and returns its code. */
+static agl_code send_held(db_conn *c, const char *final_name, int n, const char *const *params,
+                          bool commit, PGresult **out, agl_error *err)
+{
+    *out = NULL;
+    bool begin = c->begin_pending;
+    int nd = c->ndefer;
+    if (!PQenterPipelineMode(c->pg)) {
+        drop_held(c);
+        return pg_error(c, NULL, "pipeline", err);
+    }
+    bool sent = !begin || PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
+    for (int i = 0; i < nd && sent; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "s%d", c->defer[i].stmt);
+        sent =
+            PQsendQueryPrepared(c->pg, name, c->defer[i].n, c->defer[i].params, NULL, NULL, 0) == 1;
+    }
+    if (sent && final_name)
+        sent = PQsendQueryPrepared(c->pg, final_name, n, params, NULL, NULL, 0) == 1;
+    if (sent && commit)
+        sent = PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) == 1;
+    if (!sent || !PQpipelineSync(c->pg)) {
+        agl_code code = pg_error(c, NULL, "pipeline send", err);
+        if (c->pg) PQexitPipelineMode(c->pg);
+        drop_held(c);
+        return code;
+    }
+    int total = (begin ? 1 : 0) + nd + (final_name ? 1 : 0) + (commit ? 1 : 0);
+    agl_code code = AGL_OK;
+    for (int i = 0; i < total && c->pg; i++) {
+        PGresult *r = PQgetResult(c->pg); /* the command's result, then NULL */
+        if (r) PQclear(PQgetResult(c->pg));
+        ExecStatusType st = PQresultStatus(r);
+        bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+        if (code == AGL_OK && !ok) {
+            char what[32];
+            int k = i - (begin ? 1 : 0);
+            if (begin && i == 0)
+                snprintf(what, sizeof what, "BEGIN");
+            else if (k < nd)
+                snprintf(what, sizeof what, "s%d", c->defer[k].stmt);
+            else
+                snprintf(what, sizeof what, "%s", final_name && k == nd ? final_name : "COMMIT");
+            code = pg_error(c, r, what, err);
+        }
+        if (ok && code == AGL_OK && final_name && i == total - 1 - (commit ? 1 : 0))
+            *out = r;
+        else
+            PQclear(r);
+    }
+    if (c->pg) {
+        PGresult *sync = PQgetResult(c->pg);
+        if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC && code == AGL_OK)
+            code = pg_error(c, sync, "pipeline sync", err);
+        PQclear(sync);
+        if (c->pg) PQexitPipelineMode(c->pg);
+    }
+    drop_held(c);
+    if (code != AGL_OK) {
+        PQclear(*out);
+        *out = NULL;
+    }
+    return code;
+}
+
+/* Paths that cannot carry held statements along send them first. */
+static agl_code flush_held(db_conn *c, agl_error *err)
+{
+    if (!c->begin_pending && !c->ndefer) return AGL_OK;
+    if (!c->pg) {
+        drop_held(c);
+        return agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
+    }
+    PGresult *none;
+    return send_held(c, NULL, 0, NULL, false, &none, err);
 }
 
 agl_code db_commit(db_conn *c, agl_error *err)
 {
-    if (c->begin_pending) {
-        c->begin_pending = false;
-        return AGL_OK;
+    c->in_tx = false;
+    if (!c->ndefer) {
+        bool sent_begin = !c->begin_pending;
+        drop_held(c);
+        return sent_begin ? simple(c, "COMMIT", err) : AGL_OK;
     }
-    return simple(c, "COMMIT", err);
+    if (!c->pg) {
+        drop_held(c);
+        return agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
+    }
+    double t0 = agl_monotonic();
+    PGresult *none;
+    agl_code code = send_held(c, NULL, 0, NULL, true, &none, err);
+    metrics_db_query(agl_monotonic() - t0);
+    return code;
 }
 
 void db_rollback(db_conn *c)
 {
-    c->begin_pending = false;
+    c->in_tx = false;
+    drop_held(c);
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) return;
     if (PQtransactionStatus(c->pg) == PQTRANS_IDLE) return;
     PGresult *r = PQexec(c->pg, "ROLLBACK");
     PQclear(r);
 }
 
-/* BEGIN and a prepared statement in one pipeline; returns the statement's result (whatever
- * its status, for the caller to judge), or NULL with err set when BEGIN or the pipeline
- * itself failed. */
-static PGresult *exec_after_begin(db_conn *c, const char *name, int n, const char *const *params,
-                                  agl_error *err)
+agl_code db_exec_deferred(db_conn *c, db_stmt s, int n, const char *const *params, agl_error *err)
 {
-    if (!PQenterPipelineMode(c->pg)) {
-        pg_error(c, NULL, "pipeline", err);
-        return NULL;
-    }
-    if (PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
-        PQsendQueryPrepared(c->pg, name, n, params, NULL, NULL, 0) != 1 || !PQpipelineSync(c->pg)) {
-        pg_error(c, NULL, "pipeline send", err);
-        if (c->pg) PQexitPipelineMode(c->pg);
-        return NULL;
-    }
-    PGresult *begin = PQgetResult(c->pg);
-    PQclear(PQgetResult(c->pg)); /* NULL after each command's result */
-    PGresult *r = PQgetResult(c->pg);
-    if (r) PQclear(PQgetResult(c->pg));
-    PGresult *sync = PQgetResult(c->pg);
-    bool ok =
-        PQresultStatus(begin) == PGRES_COMMAND_OK && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
-    if (!ok) pg_error(c, PQresultStatus(begin) == PGRES_COMMAND_OK ? sync : begin, "BEGIN", err);
-    PQclear(begin);
-    PQclear(sync);
-    if (c->pg) PQexitPipelineMode(c->pg);
-    if (!ok) {
+    if (!c->in_tx) {
+        PGresult *r = db_exec(c, s, n, params, err);
+        if (!r) return err->code;
         PQclear(r);
-        return NULL;
+        return AGL_OK;
     }
-    return r;
+    if (c->ndefer == DB_DEFER_MAX && flush_held(c, err) != AGL_OK) return err->code;
+    struct deferred *d = &c->defer[c->ndefer++];
+    d->stmt = (int)s;
+    d->n = n;
+    const char **copy = agl_arena_alloc(&c->defer_arena, sizeof *copy * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) copy[i] = agl_arena_strdup(&c->defer_arena, params[i]);
+    d->params = copy;
+    return AGL_OK;
 }
 
 static PGresult *exec_named(db_conn *c, const char *name, const char *what, int n,
                             const char *const *params, agl_error *err)
 {
     if (!c->pg) {
+        drop_held(c);
         agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
         return NULL;
     }
     double t0 = agl_monotonic();
     PGresult *r;
-    if (c->begin_pending) {
-        c->begin_pending = false;
-        r = exec_after_begin(c, name, n, params, err);
-        if (!r) return NULL;
-    } else {
-        r = PQexecPrepared(c->pg, name, n, params, NULL, NULL, 0);
+    if (c->begin_pending || c->ndefer) {
+        agl_code code = send_held(c, name, n, params, false, &r, err);
+        metrics_db_query(agl_monotonic() - t0);
+        return code == AGL_OK ? r : NULL;
     }
+    r = PQexecPrepared(c->pg, name, n, params, NULL, NULL, 0);
     metrics_db_query(agl_monotonic() - t0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
@@ -360,7 +449,7 @@ agl_code db_exec_many(db_conn *c, db_stmt s, int count, int n, const char *const
 {
     for (int i = 0; i < count; i++) out[i] = NULL;
     if (!c->pg) return agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
-    if (flush_begin(c, err) != AGL_OK) return err->code;
+    if (flush_held(c, err) != AGL_OK) return err->code;
     char name[16];
     snprintf(name, sizeof name, "s%d", (int)s);
     double t0 = agl_monotonic();
@@ -392,7 +481,7 @@ PGresult *db_exec_dynamic(db_conn *c, const char *sql, int n, const char *const 
         agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
         return NULL;
     }
-    if (flush_begin(c, err) != AGL_OK) return NULL;
+    if (flush_held(c, err) != AGL_OK) return NULL;
     uint64_t h = fnv1a(sql);
     int idx = -1;
     for (int i = 0; i < c->ndyn; i++)

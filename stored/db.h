@@ -86,6 +86,12 @@ agl_code db_begin(db_conn *c, agl_error *err);
 agl_code db_commit(db_conn *c, agl_error *err);
 void db_rollback(db_conn *c);
 
+/* A write whose result the caller does not need. Inside a transaction it is held back (its
+ * parameters copied) and sent in one pipeline with the next statement or with COMMIT; a
+ * failure then surfaces there, with the same error mapping, and the transaction rolls back as
+ * it would have. Outside a transaction it runs at once. */
+#define DB_DEFER_MAX 16
+agl_code db_exec_deferred(db_conn *c, db_stmt s, int n, const char *const *params, agl_error *err);
 /* Runs a prepared statement. params may contain NULL (SQL NULL). Returns the result (caller
  * PQclear()s) or NULL with err set: AGL_E_UNAVAILABLE when the connection broke (it will be
  * re-made on the next acquire), AGL_E_CONFLICT on serialization failure/deadlock,

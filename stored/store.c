@@ -16,12 +16,10 @@ static const char *opt_double(store_tx *t, bool has, double v)
     return has ? store_fmt_double(t->arena, v) : NULL;
 }
 
+/* Writes whose result is not read: held back and pipelined with what follows (db.h). */
 static agl_code exec_ok(store_tx *t, db_stmt s, int n, const char *const *params, agl_error *err)
 {
-    PGresult *res = db_exec(t->db, s, n, params, err);
-    if (!res) return err->code;
-    PQclear(res);
-    return AGL_OK;
+    return db_exec_deferred(t->db, s, n, params, err);
 }
 
 agl_code store_latest_resources_id(store_tx *t, const char **out, agl_error *err)
