@@ -65,7 +65,7 @@ struct proxy {
     pthread_mutex_t q_mu;
     pthread_cond_t q_cv, done_cv;
     export_item *q_head, *q_tail;
-    unsigned long long enq, done;
+    unsigned long long enq, done, lost; /* recorded calls queued, exported, refused */
     bool stopping;
 
     /* sequence-id allocator: a queue, one thread, one request in flight at a time, so calls
@@ -815,9 +815,13 @@ static void *exporter_main(void *arg)
             agl_buf_put(&b, it->doc + hl, len - hl - tl);
         }
         agl_buf_puts(&b, AGL_OTLP_TAIL);
-        if (sc && agl_store_export_otlp_json(sc, b.data, b.len, &err) != AGL_OK)
+        if (!sc || agl_store_export_otlp_json(sc, b.data, b.len, &err) != AGL_OK) {
             agl_warn("proxy: %d recorded LLM call(s) lost: the store refused the spans: %s", n,
                      err.msg);
+            pthread_mutex_lock(&p->q_mu);
+            p->lost += (unsigned long long)n;
+            pthread_mutex_unlock(&p->q_mu);
+        }
         while (batch) {
             export_item *nx = batch->next;
             free(batch->doc);
@@ -1299,8 +1303,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->too_large)
         return reply_error(conn, 413, "invalid_request_error", "request body too large");
     if (!strcmp(url, "/health") || !strcmp(url, "/v1/health")) {
-        static const char ok[] = "{\"status\":\"ok\"}";
-        return reply(conn, 200, "application/json", ok, sizeof ok - 1);
+        /* With the recording counters: calls recorded, their spans acknowledged by the store,
+         * and calls whose spans the store refused; recorded - exported - lost are queued. */
+        pthread_mutex_lock(&p->q_mu);
+        unsigned long long enq = p->enq, done = p->done, lost = p->lost;
+        pthread_mutex_unlock(&p->q_mu);
+        char ok[160];
+        int n = snprintf(ok, sizeof ok,
+                         "{\"status\":\"ok\",\"recorded_calls\":%llu,\"exported_calls\":%llu,"
+                         "\"lost_calls\":%llu}",
+                         enq, done - lost, lost);
+        return reply(conn, 200, "application/json", ok, (size_t)n);
     }
     char *rid = NULL, *aid = NULL;
     const char *tail = NULL;

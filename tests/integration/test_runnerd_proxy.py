@@ -87,6 +87,25 @@ def test_non_streaming_call_is_forwarded_and_recorded(store, upstream, proxy):
     assert root["resource"]["attributes"]["agentlightning.rollout_id"] == rid
 
 
+def test_health_counts_recorded_and_exported_calls(store, upstream, proxy):
+    """/health tells how far the exporter is: calls recorded, their spans acknowledged by the
+    store, and calls whose spans the store refused (the benchmark waits on these)."""
+    h0 = requests.get(f"{proxy.proxy_url}/health").json()
+    assert h0 == {"status": "ok", "recorded_calls": 0, "exported_calls": 0, "lost_calls": 0}
+    rid, aid = attempt_ids(store)
+    client = openai.OpenAI(base_url=f"{proxy.proxy_url}/rollout/{rid}/attempt/{aid}/v1",
+                           api_key="k", max_retries=0)
+    for _ in range(3):
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "a"}])
+    # not attributed to an attempt: forwarded, not recorded
+    openai.OpenAI(base_url=f"{proxy.proxy_url}/v1", api_key="k", max_retries=0) \
+        .chat.completions.create(model="m", messages=[{"role": "user", "content": "b"}])
+    h = wait_until(lambda: (lambda h: h if h["exported_calls"] == 3 else None)(
+        requests.get(f"{proxy.proxy_url}/health").json()), 10, 0.05, "3 exported calls")
+    assert h == {"status": "ok", "recorded_calls": 3, "exported_calls": 3, "lost_calls": 0}
+    assert len(llm_spans(store, rid, 3)) == 6
+
+
 def test_streaming_passes_chunks_and_keeps_token_ids(store, upstream, proxy):
     rid, aid = attempt_ids(store)
     client = openai.OpenAI(base_url=f"{proxy.proxy_url}/rollout/{rid}/attempt/{aid}/v1",
