@@ -54,7 +54,7 @@ EXAMPLE_BINS := $(BUILD)/examples/c_agent $(BUILD)/examples/reverse_agent
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null)
 UNIT_BIN := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit integration compat mpi-build bench bench-store bench-apo bench-train bench-gen demo format format-check lint install clean venv
+.PHONY: all deps test unit integration compat mpi-build bench bench-store bench-proxy soak-store bench-apo bench-train bench-gen demo format format-check lint install clean venv
 all: $(BINS) $(EXAMPLE_BINS)
 
 $(BUILD)/examples/c_agent: examples/c_agent.c
@@ -142,7 +142,7 @@ test: deps
 	$(MAKE) integration
 	$(MAKE) compat
 
-bench: all $(VENV)/.ok bench-store bench-apo bench-train bench-gen
+bench: all $(VENV)/.ok bench-store bench-proxy bench-apo bench-train bench-gen
 	@if [ -f tests/bench/run.py ]; then AGL_BUILD=$(BUILD) $(VENV)/bin/python tests/bench/run.py; fi
 
 # Store benchmark (docs/performance.md): stored vs the reference server vs pgbench, one table.
@@ -152,6 +152,15 @@ $(BUILD)/bench/loadgen: tests/bench/loadgen.c
 	$(CC) $(CFLAGS) -o $@ $< -pthread
 bench-store: all $(BUILD)/bench/loadgen $(VENV)/.ok
 	$(VENV)/bin/python tests/bench/bench_store.py --build $(BUILD) $(BENCH_ARGS)
+
+# Proxy benchmark (docs/runnerd.md): runnerd's LLM proxy against a fast local upstream, added
+# latency and req/s, json and streaming, recorded or not. BENCH_PROXY_ARGS e.g. "--seconds 5".
+bench-proxy: all $(VENV)/.ok
+	AGL_BUILD=$(BUILD) $(VENV)/bin/python tests/bench/bench_proxy.py $(BENCH_PROXY_ARGS)
+
+# Memory soak of stored (docs/performance.md): 10 minutes of rotating workloads, RSS sampled.
+soak-store: all $(BUILD)/bench/loadgen $(VENV)/.ok
+	$(VENV)/bin/python tests/bench/soak_store.py --build $(BUILD) $(SOAK_ARGS)
 
 # APO benchmark (docs/performance.md): trainerd apo vs the reference APO.run, same stored/runnerd/
 # fake LLM, one table. The reference renders its prompts with poml (not in tests/requirements.txt).
