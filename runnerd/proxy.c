@@ -523,11 +523,13 @@ static void merge_chunk(call *c, json_t *chunk)
 static void sse_feed(call *c, const char *data, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        char ch = data[i];
-        if (ch != '\n') {
-            agl_buf_putc(&c->line, ch);
-            continue;
+        const char *nl = memchr(data + i, '\n', n - i);
+        if (!nl) { /* a partial line: keep it for the next chunk */
+            agl_buf_put(&c->line, data + i, n - i);
+            return;
         }
+        agl_buf_put(&c->line, data + i, (size_t)(nl - (data + i)));
+        i = (size_t)(nl - data);
         size_t len = c->line.len;
         const char *l = c->line.data ? c->line.data : "";
         if (len && l[len - 1] == '\r') len--;
