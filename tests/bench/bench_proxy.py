@@ -74,6 +74,36 @@ def drained(proxy_url, recorded, timeout=120):
     raise RuntimeError("the proxy's exporter did not catch up")
 
 
+def cpu_seconds(pids):
+    """utime + stime of each process (all its threads), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid_list in pids.items():
+        total = 0
+        for pid in pid_list:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass
+        out[name] = total / tick
+    return out
+
+
+def postgres_pids():
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/comm") as f:
+                    if f.read().strip() == "postgres":
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
 def load(binary, url, body, conc, secs, *headers):
     out = subprocess.run([binary, url, body, str(conc), str(secs), *headers],
                          capture_output=True, text=True, check=True)
@@ -85,6 +115,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--modes", default="json,stream", help="comma-separated: json, stream")
+    ap.add_argument("--cpu", action="store_true",
+                    help="also print CPU microseconds per call of each process in each "
+                         "throughput cell (load generator, upstream, proxy, stored, PostgreSQL)")
     ap.add_argument("--paths", default="unattributed,recorded",
                     help="comma-separated proxy paths: unattributed, recorded (the direct "
                          "upstream row always runs: it is the latency baseline)")
@@ -126,12 +159,17 @@ def main():
                         continue
                     lat = load(load_bin, url, b, 1, args.seconds)
                     drained(proxy, url == attributed)
+                    pids = {"upstream": [procs[0].pid], "proxy": [procs[1].pid],
+                            "stored": [store.proc.pid], "postgres": postgres_pids()}
+                    c0 = cpu_seconds(pids)
                     t0 = time.monotonic()
                     thr = load(load_bin, url, b, args.concurrency, args.seconds)
                     if url == attributed:
                         # sustained rate: the calls over the time until their spans are stored,
                         # so an exporter backlog neither flatters this cell nor slows the next
                         thr["rps"] = thr["requests"] / (drained(proxy, True) - t0)
+                    c1 = cpu_seconds(pids)
+                    thr["cpu_us"] = {k: (c1[k] - c0[k]) * 1e6 / max(thr["requests"], 1) for k in c0}
                     rows.append((label, mode, lat, thr))
             base = {m: lat for (lbl, m, lat, _) in rows if lbl == "direct upstream"}
             print(f"proxy benchmark on {os.cpu_count()} CPUs, {args.seconds:.0f} s per cell, "
@@ -151,6 +189,15 @@ def main():
             spans = json.load(urllib.request.urlopen(
                 f"{store.url}/v1/agl/statistics"))
             print(f"spans in the store after the run: {spans.get('total_spans')}")
+            if args.cpu:
+                print("CPU microseconds per call in the throughput cells (the load generator "
+                      "is not counted):")
+                names = ["upstream", "proxy", "stored", "postgres"]
+                print(f"{'path':22} {'mode':6} " + " ".join(f"{n:>9}" for n in names) + f" {'total':>9}")
+                for label, mode, _, thr in rows:
+                    cu = thr["cpu_us"]
+                    print(f"{label:22} {mode:6} " + " ".join(f"{cu[n]:9.1f}" for n in names)
+                          + f" {sum(cu.values()):9.1f}")
             print("targets (+p50 <= 1 ms, +p99 <= 5 ms, >= 5000 req/s):",
                   "met" if verdict else "NOT met")
         finally:
