@@ -33,8 +33,8 @@ def build(tmp):
     up, load = os.path.join(tmp, "upstream"), os.path.join(tmp, "load")
     subprocess.run(["cc", "-O2", "-o", up, os.path.join(HERE, "bench_proxy_upstream.c"),
                     "-lmicrohttpd"], check=True)
-    subprocess.run(["cc", "-O2", "-pthread", "-o", load, os.path.join(HERE, "bench_proxy_load.c"),
-                    "-lcurl"], check=True)
+    subprocess.run(["cc", "-O2", "-D_GNU_SOURCE", "-Wall", "-Werror", "-pthread", "-o", load,
+                    os.path.join(HERE, "bench_proxy_load.c")], check=True)
     return up, load
 
 
