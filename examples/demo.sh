@@ -17,6 +17,9 @@ cd "$(dirname "$0")/.."
 BUILD=${AGL_BUILD:-build}
 PY=${PYTHON:-python3}
 export DEMO_DIR=${DEMO_DIR:-$(mktemp -d /tmp/agl-demo.XXXXXX)}
+# stored, started as root, runs its embedded PostgreSQL as the "postgres" user, which must
+# reach the data directory inside (mktemp makes 0700 directories).
+chmod 755 "$DEMO_DIR"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 STEPS=${DEMO_STEPS:-300}
 rm -f "$DEMO_DIR/control.jsonl"

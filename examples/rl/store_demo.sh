@@ -14,6 +14,9 @@ DEMO_DIR=${DEMO_DIR:-$(mktemp -d /tmp/agl-store-demo.XXXXXX)}
 PY=${PYTHON:-python3}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mkdir -p "$DEMO_DIR"
+# stored, started as root, runs its embedded PostgreSQL as the "postgres" user, which must
+# reach the data directory inside (mktemp makes 0700 directories).
+chmod 755 "$DEMO_DIR"
 rm -f "$DEMO_DIR"/{store_rl,serve}.jsonl
 echo "== demo dir: $DEMO_DIR"
 $PY examples/rl/make_tasks.py "$DEMO_DIR"
