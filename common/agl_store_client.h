@@ -53,6 +53,9 @@ agl_code agl_store_next_sequence_id(agl_store_client *c, const char *rollout_id,
 /* POST /v1/traces with an OTLP/JSON ExportTraceServiceRequest. */
 agl_code agl_store_export_otlp_json(agl_store_client *c, const char *json, size_t len,
                                     agl_error *err);
+/* The same for a binary OTLP protobuf ExportTraceServiceRequest (application/x-protobuf). */
+agl_code agl_store_export_otlp_protobuf(agl_store_client *c, const void *data, size_t len,
+                                        agl_error *err);
 
 /* Appends "/" + s percent-encoded (path segment) to b. */
 void agl_store_path_segment(agl_buf *b, const char *s);

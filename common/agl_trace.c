@@ -11,7 +11,108 @@ void agl_otlp_begin(agl_otlp_writer *w, agl_buf *b)
 {
     w->b = b;
     w->n_res = w->n_span = w->n_attr = 0;
+    w->proto = false;
+    w->depth = 0;
     agl_buf_puts(b, "{\"resourceSpans\":[");
+}
+
+void agl_otlp_begin_proto(agl_otlp_writer *w, agl_buf *b)
+{
+    w->b = b;
+    w->n_res = w->n_span = w->n_attr = 0;
+    w->proto = true;
+    w->depth = 0;
+}
+
+/* ---- protobuf encoding (opentelemetry/proto/trace/v1/trace.proto field numbers) ---- */
+
+static void pb_varint(agl_buf *b, uint64_t v)
+{
+    unsigned char t[10];
+    int n = 0;
+    do {
+        t[n] = (unsigned char)(v & 0x7f);
+        v >>= 7;
+        if (v) t[n] |= 0x80;
+        n++;
+    } while (v);
+    agl_buf_put(b, t, (size_t)n);
+}
+
+static void pb_tag(agl_buf *b, unsigned field, unsigned wire)
+{
+    pb_varint(b, (uint64_t)field << 3 | wire);
+}
+
+static void pb_bytes(agl_buf *b, unsigned field, const void *p, size_t n)
+{
+    pb_tag(b, field, 2);
+    pb_varint(b, n);
+    agl_buf_put(b, p, n);
+}
+
+static void pb_fixed64(agl_buf *b, unsigned field, uint64_t v)
+{
+    pb_tag(b, field, 1);
+    unsigned char t[8];
+    for (int i = 0; i < 8; i++) t[i] = (unsigned char)(v >> (8 * i));
+    agl_buf_put(b, t, 8);
+}
+
+/* A nested message: its length is not known until it closes, so 5 bytes are kept for it and
+ * filled with a padded varint (0x80-continued groups; parsers accept it, as the encoding of a
+ * length is not required to be minimal). */
+static void pb_open(agl_otlp_writer *w, unsigned field)
+{
+    pb_tag(w->b, field, 2);
+    static const unsigned char hold[5] = {0x80, 0x80, 0x80, 0x80, 0};
+    agl_buf_put(w->b, hold, 5);
+    w->open[w->depth++] = w->b->len;
+}
+
+static void pb_close(agl_otlp_writer *w)
+{
+    size_t at = w->open[--w->depth], n = w->b->len - at;
+    unsigned char *p = (unsigned char *)w->b->data + at - 5;
+    for (int i = 0; i < 5; i++)
+        p[i] = (unsigned char)(((n >> (7 * i)) & 0x7f) | (i < 4 ? 0x80 : 0));
+}
+
+static void pb_hex_id(agl_buf *b, unsigned field, const char *hex)
+{
+    unsigned char id[16];
+    size_t n = strlen(hex) / 2;
+    if (n > sizeof id) n = sizeof id;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = hex[2 * i + k];
+            v = v << 4 | (unsigned)(c >= 'a' ? c - 'a' + 10 : c >= 'A' ? c - 'A' + 10 : c - '0');
+        }
+        id[i] = (unsigned char)v;
+    }
+    pb_bytes(b, field, id, n);
+}
+
+/* KeyValue{key, value: AnyValue{...}} as field `field`; leaves the AnyValue open. */
+static void pb_kv_open(agl_otlp_writer *w, unsigned field, const char *key)
+{
+    pb_open(w, field);
+    pb_bytes(w->b, 1, key, strlen(key));
+    pb_open(w, 2);
+}
+
+static void pb_kv_close(agl_otlp_writer *w)
+{
+    pb_close(w);
+    pb_close(w);
+}
+
+static void pb_kv_str(agl_otlp_writer *w, unsigned field, const char *key, const char *v, size_t n)
+{
+    pb_kv_open(w, field, key);
+    pb_bytes(w->b, 1, v, n);
+    pb_kv_close(w);
 }
 
 static void kv_str(agl_buf *b, const char *key, const char *v)
@@ -25,7 +126,13 @@ static void kv_str(agl_buf *b, const char *key, const char *v)
 
 static void close_resource(agl_otlp_writer *w)
 {
-    if (w->n_res > 0) agl_buf_puts(w->b, "]}]}");
+    if (w->n_res == 0) return;
+    if (w->proto) {
+        pb_close(w); /* ScopeSpans */
+        pb_close(w); /* ResourceSpans */
+    } else {
+        agl_buf_puts(w->b, "]}]}");
+    }
 }
 
 void agl_otlp_resource(agl_otlp_writer *w, const char *rollout_id, const char *attempt_id,
@@ -33,6 +140,27 @@ void agl_otlp_resource(agl_otlp_writer *w, const char *rollout_id, const char *a
 {
     close_resource(w);
     agl_buf *b = w->b;
+    if (w->proto) {
+        w->n_res++;
+        pb_open(w, 1); /* ExportTraceServiceRequest.resource_spans */
+        pb_open(w, 1); /* ResourceSpans.resource */
+        pb_kv_str(w, 1, "service.name", "agl-runnerd", strlen("agl-runnerd"));
+        pb_kv_str(w, 1, "agentlightning.rollout_id", rollout_id, strlen(rollout_id));
+        pb_kv_str(w, 1, "agentlightning.attempt_id", attempt_id, strlen(attempt_id));
+        if (seq >= 0) {
+            pb_kv_open(w, 1, "agentlightning.span_sequence_id");
+            pb_tag(b, 3, 0);
+            pb_varint(b, (uint64_t)seq);
+            pb_kv_close(w);
+        }
+        pb_close(w);
+        pb_open(w, 2); /* ResourceSpans.scope_spans */
+        pb_open(w, 1); /* ScopeSpans.scope */
+        pb_bytes(b, 1, "agl", 3);
+        pb_close(w);
+        w->n_span = 0;
+        return;
+    }
     if (w->n_res++) agl_buf_putc(b, ',');
     agl_buf_puts(b, "{\"resource\":{\"attributes\":[");
     kv_str(b, "service.name", "agl-runnerd");
@@ -49,20 +177,30 @@ void agl_otlp_resource(agl_otlp_writer *w, const char *rollout_id, const char *a
     w->n_span = 0;
 }
 
-static void put_nanos(agl_buf *b, double t)
+/* Epoch seconds to seconds and nanoseconds, split to keep precision. */
+static void split_nanos(double t, uint64_t *sec, uint64_t *ns)
 {
-    /* Nanoseconds as a decimal string (OTLP/JSON int64 encoding); split to keep precision. */
     if (t <= 0) {
-        agl_buf_puts(b, "\"0\"");
+        *sec = *ns = 0;
         return;
     }
-    uint64_t sec = (uint64_t)t;
-    uint64_t ns = (uint64_t)llround((t - (double)sec) * 1e9);
-    if (ns >= 1000000000ULL) {
-        sec++;
-        ns -= 1000000000ULL;
+    *sec = (uint64_t)t;
+    *ns = (uint64_t)llround((t - (double)*sec) * 1e9);
+    if (*ns >= 1000000000ULL) {
+        (*sec)++;
+        *ns -= 1000000000ULL;
     }
-    agl_buf_printf(b, "\"%" PRIu64 "%09" PRIu64 "\"", sec, ns);
+}
+
+static void put_nanos(agl_buf *b, double t)
+{
+    /* Nanoseconds as a decimal string (OTLP/JSON int64 encoding). */
+    uint64_t sec, ns;
+    split_nanos(t, &sec, &ns);
+    if (!sec && !ns)
+        agl_buf_puts(b, "\"0\"");
+    else
+        agl_buf_printf(b, "\"%" PRIu64 "%09" PRIu64 "\"", sec, ns);
 }
 
 void agl_otlp_span_begin(agl_otlp_writer *w, const char *trace_id, const char *span_id,
@@ -70,6 +208,29 @@ void agl_otlp_span_begin(agl_otlp_writer *w, const char *trace_id, const char *s
                          agl_span_status status, const char *status_message)
 {
     agl_buf *b = w->b;
+    if (w->proto) {
+        w->n_span++;
+        pb_open(w, 2); /* ScopeSpans.spans */
+        pb_hex_id(b, 1, trace_id);
+        pb_hex_id(b, 2, span_id);
+        if (parent_id) pb_hex_id(b, 4, parent_id);
+        pb_bytes(b, 5, name, strlen(name));
+        pb_tag(b, 6, 0);
+        pb_varint(b, 1); /* SPAN_KIND_INTERNAL */
+        uint64_t sec, ns;
+        split_nanos(start, &sec, &ns);
+        pb_fixed64(b, 7, sec * 1000000000ULL + ns);
+        split_nanos(end, &sec, &ns);
+        pb_fixed64(b, 8, sec * 1000000000ULL + ns);
+        pb_open(w, 15); /* Status */
+        if (status_message && *status_message)
+            pb_bytes(b, 2, status_message, strlen(status_message));
+        pb_tag(b, 3, 0);
+        pb_varint(b, (uint64_t)status);
+        pb_close(w);
+        w->n_attr = 0;
+        return;
+    }
     if (w->n_span++) agl_buf_putc(b, ',');
     agl_buf_puts(b, "{\"traceId\":");
     agl_buf_json_str(b, trace_id);
@@ -109,6 +270,10 @@ void agl_otlp_attr_str(agl_otlp_writer *w, const char *key, const char *v)
 
 void agl_otlp_attr_strn(agl_otlp_writer *w, const char *key, const char *v, size_t n)
 {
+    if (w->proto) {
+        pb_kv_str(w, 9, key, v, n);
+        return;
+    }
     attr_key(w, key);
     agl_buf_puts(w->b, "{\"stringValue\":");
     agl_buf_json_strn(w->b, v, n);
@@ -117,12 +282,32 @@ void agl_otlp_attr_strn(agl_otlp_writer *w, const char *key, const char *v, size
 
 void agl_otlp_attr_int(agl_otlp_writer *w, const char *key, int64_t v)
 {
+    if (w->proto) {
+        pb_kv_open(w, 9, key);
+        pb_tag(w->b, 3, 0);
+        pb_varint(w->b, (uint64_t)v);
+        pb_kv_close(w);
+        return;
+    }
     attr_key(w, key);
     agl_buf_printf(w->b, "{\"intValue\":\"%" PRId64 "\"}}", v);
 }
 
+static void pb_double(agl_buf *b, unsigned field, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    pb_fixed64(b, field, bits);
+}
+
 void agl_otlp_attr_double(agl_otlp_writer *w, const char *key, double v)
 {
+    if (w->proto) {
+        pb_kv_open(w, 9, key);
+        pb_double(w->b, 4, isfinite(v) ? v : 0.0);
+        pb_kv_close(w);
+        return;
+    }
     attr_key(w, key);
     agl_buf_puts(w->b, "{\"doubleValue\":");
     if (isfinite(v))
@@ -134,12 +319,32 @@ void agl_otlp_attr_double(agl_otlp_writer *w, const char *key, double v)
 
 void agl_otlp_attr_bool(agl_otlp_writer *w, const char *key, bool v)
 {
+    if (w->proto) {
+        pb_kv_open(w, 9, key);
+        pb_tag(w->b, 2, 0);
+        pb_varint(w->b, v ? 1 : 0);
+        pb_kv_close(w);
+        return;
+    }
     attr_key(w, key);
     agl_buf_puts(w->b, v ? "{\"boolValue\":true}}" : "{\"boolValue\":false}}");
 }
 
 void agl_otlp_attr_int_array(agl_otlp_writer *w, const char *key, const int64_t *v, size_t n)
 {
+    if (w->proto) {
+        pb_kv_open(w, 9, key);
+        pb_open(w, 5); /* AnyValue.array_value */
+        for (size_t i = 0; i < n; i++) {
+            pb_open(w, 1);
+            pb_tag(w->b, 3, 0);
+            pb_varint(w->b, (uint64_t)v[i]);
+            pb_close(w);
+        }
+        pb_close(w);
+        pb_kv_close(w);
+        return;
+    }
     attr_key(w, key);
     agl_buf_puts(w->b, "{\"arrayValue\":{\"values\":[");
     for (size_t i = 0; i < n; i++)
@@ -149,6 +354,18 @@ void agl_otlp_attr_int_array(agl_otlp_writer *w, const char *key, const int64_t 
 
 void agl_otlp_attr_double_array(agl_otlp_writer *w, const char *key, const double *v, size_t n)
 {
+    if (w->proto) {
+        pb_kv_open(w, 9, key);
+        pb_open(w, 5);
+        for (size_t i = 0; i < n; i++) {
+            pb_open(w, 1);
+            pb_double(w->b, 4, isfinite(v[i]) ? v[i] : -9999.0);
+            pb_close(w);
+        }
+        pb_close(w);
+        pb_kv_close(w);
+        return;
+    }
     attr_key(w, key);
     agl_buf_puts(w->b, "{\"arrayValue\":{\"values\":[");
     for (size_t i = 0; i < n; i++) {
@@ -164,13 +381,16 @@ void agl_otlp_attr_double_array(agl_otlp_writer *w, const char *key, const doubl
 
 void agl_otlp_span_end(agl_otlp_writer *w)
 {
-    agl_buf_puts(w->b, "]}");
+    if (w->proto)
+        pb_close(w);
+    else
+        agl_buf_puts(w->b, "]}");
 }
 
 void agl_otlp_end(agl_otlp_writer *w)
 {
     close_resource(w);
-    agl_buf_puts(w->b, "]}");
+    if (!w->proto) agl_buf_puts(w->b, "]}");
 }
 
 void agl_otlp_reward_span(agl_otlp_writer *w, double value)

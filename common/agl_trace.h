@@ -19,9 +19,15 @@ typedef enum { AGL_SPAN_UNSET = 0, AGL_SPAN_OK = 1, AGL_SPAN_ERROR = 2 } agl_spa
 typedef struct agl_otlp_writer {
     agl_buf *b;
     int n_res, n_span, n_attr;
+    bool proto;     /* protobuf instead of JSON (agl_otlp_begin_proto) */
+    int depth;      /* protobuf: messages open */
+    size_t open[8]; /* protobuf: where each open message's length goes */
 } agl_otlp_writer;
 
 void agl_otlp_begin(agl_otlp_writer *w, agl_buf *b);
+/* The same request as protobuf (application/x-protobuf). Documents of this writer merge into
+ * one request by plain concatenation (a repeated field appends). */
+void agl_otlp_begin_proto(agl_otlp_writer *w, agl_buf *b);
 /* Text around the resourceSpans list of every document the writer produces, so that several
  * documents can be merged into one request by concatenating what lies between. */
 #define AGL_OTLP_HEAD "{\"resourceSpans\":["

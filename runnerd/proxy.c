@@ -47,7 +47,8 @@ typedef struct reg_entry {
 
 typedef struct export_item {
     struct export_item *next;
-    char *doc; /* a whole OTLP/JSON document */
+    char *doc; /* a whole OTLP protobuf document */
+    size_t len;
 } export_item;
 
 struct proxy {
@@ -554,10 +555,11 @@ static void sse_feed(call *c, const char *data, size_t n)
 
 /* ---- recording ---- */
 
-static void enqueue_doc(proxy *p, char *doc)
+static void enqueue_doc(proxy *p, char *doc, size_t len)
 {
     export_item *it = agl_calloc(1, sizeof *it);
     it->doc = doc;
+    it->len = len;
     pthread_mutex_lock(&p->q_mu);
     if (p->q_tail)
         p->q_tail->next = it;
@@ -696,7 +698,9 @@ static void record(call *c, json_t *resp, const char *error)
     agl_buf b;
     agl_buf_init(&b);
     agl_otlp_writer w;
-    agl_otlp_begin(&w, &b);
+    /* protobuf: the store decodes it into an arena, where OTLP/JSON costs it a jansson tree
+     * (docs/runnerd.md) */
+    agl_otlp_begin_proto(&w, &b);
     agl_otlp_resource(&w, c->rollout_id, c->attempt_id, c->seq);
     agl_otlp_span_begin(&w, tid, root, NULL, "litellm_request", start, end,
                         error ? AGL_SPAN_ERROR : AGL_SPAN_OK, error);
@@ -780,7 +784,8 @@ static void record(call *c, json_t *resp, const char *error)
     agl_otlp_end(&w);
     free(prompt_ids);
     free(resp_ids);
-    enqueue_doc(p, agl_buf_steal(&b));
+    size_t len = b.len;
+    enqueue_doc(p, agl_buf_steal(&b), len);
 }
 
 /* ---- exporter ---- */
@@ -806,18 +811,10 @@ static void *exporter_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&p->q_mu);
 
+        /* protobuf documents merge by concatenation (resource_spans is a repeated field) */
         agl_buf_reset(&b);
-        agl_buf_puts(&b, AGL_OTLP_HEAD);
-        size_t hl = strlen(AGL_OTLP_HEAD), tl = strlen(AGL_OTLP_TAIL);
-        int k = 0;
-        for (export_item *it = batch; it; it = it->next) {
-            size_t len = strlen(it->doc);
-            if (len < hl + tl) continue;
-            if (k++) agl_buf_putc(&b, ',');
-            agl_buf_put(&b, it->doc + hl, len - hl - tl);
-        }
-        agl_buf_puts(&b, AGL_OTLP_TAIL);
-        if (!sc || agl_store_export_otlp_json(sc, b.data, b.len, &err) != AGL_OK) {
+        for (export_item *it = batch; it; it = it->next) agl_buf_put(&b, it->doc, it->len);
+        if (!sc || agl_store_export_otlp_protobuf(sc, b.data, b.len, &err) != AGL_OK) {
             agl_warn("proxy: %d recorded LLM call(s) lost: the store refused the spans: %s", n,
                      err.msg);
             pthread_mutex_lock(&p->q_mu);

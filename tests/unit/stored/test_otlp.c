@@ -4,6 +4,7 @@
 #include "../../../stored/otlp.h"
 
 #include "agl_arena.h"
+#include "agl_trace.h"
 #include "google/rpc/status.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 
@@ -1255,6 +1256,89 @@ static void test_status_body(void **state)
     assert_int_equal(agl_otlp_status_body(NULL, &A, &out), 0);
 }
 
+/* libagl's span writer (runnerd's proxy records with it) in its two encodings: the protobuf
+ * document decodes to exactly the spans of the JSON one — ids, times, every attribute kind,
+ * two resources, two documents merged by concatenation. */
+static void write_doc(agl_otlp_writer *w, agl_buf *b, bool proto, const char *rid)
+{
+    if (proto)
+        agl_otlp_begin_proto(w, b);
+    else
+        agl_otlp_begin(w, b);
+    agl_otlp_resource(w, rid, "at-00000001", 7);
+    agl_otlp_span_begin(w, "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", NULL,
+                        "litellm_request", 1764100000.123456, 1764100000.5, AGL_SPAN_OK, NULL);
+    agl_otlp_attr_str(w, "gen_ai.prompt.0.content", "h\u00e9llo \"x\"\n");
+    agl_otlp_attr_int(w, "gen_ai.usage.total_tokens", -42);
+    agl_otlp_attr_double(w, "gen_ai.request.temperature", 0.7);
+    agl_otlp_attr_bool(w, "llm.is_streaming", true);
+    const int64_t ids[] = {1, 300, -5, 1LL << 40};
+    agl_otlp_attr_int_array(w, "prompt_token_ids", ids, 4);
+    const double lps[] = {-0.25, -1.5};
+    agl_otlp_attr_double_array(w, "logprobs", lps, 2);
+    agl_otlp_span_end(w);
+    agl_otlp_span_begin(w, "0af7651916cd43dd8448eb211c80319c", "00f067aa0ba902b7",
+                        "b7ad6b7169203331", "raw_gen_ai_request", 1764100000.25, 0, AGL_SPAN_ERROR,
+                        "upstream said no");
+    agl_otlp_span_end(w);
+    agl_otlp_resource(w, rid, "at-00000002", -1);
+    agl_otlp_reward_span(w, 0.5);
+    agl_otlp_end(w);
+}
+
+static void test_writer_protobuf_matches_json(void **state)
+{
+    agl_buf j, pb;
+    agl_buf_init(&j);
+    agl_buf_init(&pb);
+    agl_otlp_writer w;
+    write_doc(&w, &j, false, "ro-a");
+    write_doc(&w, &pb, true, "ro-a");
+    agl_otlp_span *sj, *sp;
+    size_t nj, np, skipped;
+    agl_error err;
+    assert_int_equal(agl_otlp_decode_json(j.data, j.len, &A, &sj, &nj, &skipped, &err), AGL_OK);
+    assert_int_equal(
+        agl_otlp_decode_protobuf((const uint8_t *)pb.data, pb.len, &A, &sp, &np, &skipped, &err),
+        AGL_OK);
+    assert_int_equal(nj, 3);
+    assert_int_equal(np, nj);
+    for (size_t i = 0; i < nj; i++) {
+        assert_string_equal(sp[i].rollout_id, sj[i].rollout_id);
+        assert_string_equal(sp[i].attempt_id, sj[i].attempt_id);
+        assert_int_equal(sp[i].has_sequence_id, sj[i].has_sequence_id);
+        assert_int_equal(sp[i].sequence_id, sj[i].sequence_id);
+        /* the reward span's ids and times are fresh per call: compare them and the rest only
+         * for the first two spans */
+        if (i < 2) {
+            assert_string_equal(sp[i].span_id, sj[i].span_id);
+            assert_true(sp[i].start_time == sj[i].start_time && sp[i].end_time == sj[i].end_time);
+            assert_int_equal(sp[i].rest_len, sj[i].rest_len);
+            assert_memory_equal(sp[i].rest_json, sj[i].rest_json, sj[i].rest_len);
+        }
+    }
+    assert_true(sj[0].sequence_id == 7 && !sj[2].has_sequence_id);
+    assert_non_null(strstr(sj[0].rest_json, "\"prompt_token_ids\":[1,300,-5,1099511627776]"));
+    /* two protobuf documents concatenated are one request with both (the exporter's merge) */
+    agl_buf two;
+    agl_buf_init(&two);
+    agl_buf_put(&two, pb.data, pb.len);
+    size_t first = two.len;
+    agl_buf_reset(&pb);
+    write_doc(&w, &pb, true, "ro-b");
+    agl_buf_put(&two, pb.data, pb.len);
+    assert_true(two.len > first);
+    assert_int_equal(
+        agl_otlp_decode_protobuf((const uint8_t *)two.data, two.len, &A, &sp, &np, &skipped, &err),
+        AGL_OK);
+    assert_int_equal(np, 6);
+    assert_string_equal(sp[0].rollout_id, "ro-a");
+    assert_string_equal(sp[5].rollout_id, "ro-b");
+    agl_buf_free(&j);
+    agl_buf_free(&pb);
+    agl_buf_free(&two);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1275,6 +1359,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_json_matches_protobuf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_protobuf_matches_json, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
