@@ -1,7 +1,7 @@
-/* agl_trace — writes spans as an OTLP/JSON ExportTraceServiceRequest (the store ingests it on
- * POST /v1/traces, store-api.md §6), plus the agentlightning conventions built on it: the
- * reward annotation span (algorithms.md §2.2) and Python-literal attribute values, which the
- * reference's LLM-proxy adapter parses with ast.literal_eval (algorithms.md §2.4). */
+/* agl_trace — writes spans as an OTLP ExportTraceServiceRequest, JSON or protobuf (the store
+ * ingests both on POST /v1/traces, store-api.md §6), plus the agentlightning conventions built on
+ * it: the reward annotation span (algorithms.md §2.2) and Python-literal attribute values, which
+ * the reference's LLM-proxy adapter parses with ast.literal_eval (algorithms.md §2.4). */
 #ifndef AGL_TRACE_H
 #define AGL_TRACE_H
 

@@ -1,8 +1,8 @@
 /* proxy — the LLM proxy: libmicrohttpd front (a thread per client connection, so a streaming
  * reply may block in its reader), libcurl multi back end driving the upstream call while an
  * allocator thread gets the call's sequence id from the store (concurrent calls' allocations
- * share one request), and an exporter thread that batches the recorded spans into OTLP/JSON
- * posts to the store. */
+ * share one request), and an exporter thread that batches the recorded spans into OTLP
+ * protobuf posts to the store. */
 #include "proxy.h"
 #include "agl_alloc.h"
 #include "agl_buf.h"
