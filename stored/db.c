@@ -250,13 +250,16 @@ static void drop_held(db_conn *c)
     agl_arena_free(&c->defer_arena);
 }
 
-/* Sends the held BEGIN and writes, then final: a prepared statement (final_name) or COMMIT
- * (commit) or nothing, in one pipeline. Returns final's result in *out (NULL for COMMIT or
- * nothing); on the first failure sets err and returns its code. */
-static agl_code send_held(db_conn *c, const char *final_name, int n, const char *const *params,
-                          bool commit, PGresult **out, agl_error *err)
+/* The one pipeline runner: sends the held BEGIN and writes, then count runs of the prepared
+ * statement name (params[i] for the i-th; count <= DB_PIPELINE_MAX so neither socket buffer
+ * can fill), then COMMIT if commit, and one sync. On AGL_OK out[i] holds the i-th run's result
+ * (caller PQclear()s); on the first failure err is set as db_exec would, out[] stays NULL and
+ * PostgreSQL has skipped the rest. Held statements are gone either way. */
+static agl_code run_pipeline(db_conn *c, const char *name, int count, int n,
+                             const char *const *const *params, bool commit, PGresult **out,
+                             agl_error *err)
 {
-    *out = NULL;
+    for (int i = 0; i < count; i++) out[i] = NULL;
     bool begin = c->begin_pending;
     int nd = c->ndefer;
     if (!PQenterPipelineMode(c->pg)) {
@@ -265,13 +268,13 @@ static agl_code send_held(db_conn *c, const char *final_name, int n, const char 
     }
     bool sent = !begin || PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
     for (int i = 0; i < nd && sent; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "s%d", c->defer[i].stmt);
+        char held[16];
+        snprintf(held, sizeof held, "s%d", c->defer[i].stmt);
         sent =
-            PQsendQueryPrepared(c->pg, name, c->defer[i].n, c->defer[i].params, NULL, NULL, 0) == 1;
+            PQsendQueryPrepared(c->pg, held, c->defer[i].n, c->defer[i].params, NULL, NULL, 0) == 1;
     }
-    if (sent && final_name)
-        sent = PQsendQueryPrepared(c->pg, final_name, n, params, NULL, NULL, 0) == 1;
+    for (int i = 0; i < count && sent; i++)
+        sent = PQsendQueryPrepared(c->pg, name, n, params[i], NULL, NULL, 0) == 1;
     if (sent && commit)
         sent = PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) == 1;
     if (!sent || !PQpipelineSync(c->pg)) {
@@ -280,7 +283,7 @@ static agl_code send_held(db_conn *c, const char *final_name, int n, const char 
         drop_held(c);
         return code;
     }
-    int total = (begin ? 1 : 0) + nd + (final_name ? 1 : 0) + (commit ? 1 : 0);
+    int first = (begin ? 1 : 0) + nd, total = first + count + (commit ? 1 : 0);
     agl_code code = AGL_OK;
     for (int i = 0; i < total && c->pg; i++) {
         PGresult *r = PQgetResult(c->pg); /* the command's result, then NULL */
@@ -288,18 +291,18 @@ static agl_code send_held(db_conn *c, const char *final_name, int n, const char 
         ExecStatusType st = PQresultStatus(r);
         bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
         if (code == AGL_OK && !ok) {
+            /* the first failure names the cause; later commands report PIPELINE_ABORTED */
             char what[32];
-            int k = i - (begin ? 1 : 0);
             if (begin && i == 0)
                 snprintf(what, sizeof what, "BEGIN");
-            else if (k < nd)
-                snprintf(what, sizeof what, "s%d", c->defer[k].stmt);
+            else if (i < first)
+                snprintf(what, sizeof what, "s%d", c->defer[i - (begin ? 1 : 0)].stmt);
             else
-                snprintf(what, sizeof what, "%s", final_name && k == nd ? final_name : "COMMIT");
+                snprintf(what, sizeof what, "%s", i < first + count ? name : "COMMIT");
             code = pg_error(c, r, what, err);
         }
-        if (ok && code == AGL_OK && final_name && i == total - 1 - (commit ? 1 : 0))
-            *out = r;
+        if (ok && code == AGL_OK && i >= first && i < first + count)
+            out[i - first] = r;
         else
             PQclear(r);
     }
@@ -311,10 +314,11 @@ static agl_code send_held(db_conn *c, const char *final_name, int n, const char 
         if (c->pg) PQexitPipelineMode(c->pg);
     }
     drop_held(c);
-    if (code != AGL_OK) {
-        PQclear(*out);
-        *out = NULL;
-    }
+    if (code != AGL_OK)
+        for (int i = 0; i < count; i++) {
+            PQclear(out[i]);
+            out[i] = NULL;
+        }
     return code;
 }
 
@@ -326,8 +330,7 @@ static agl_code flush_held(db_conn *c, agl_error *err)
         drop_held(c);
         return agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
     }
-    PGresult *none;
-    return send_held(c, NULL, 0, NULL, false, &none, err);
+    return run_pipeline(c, NULL, 0, 0, NULL, false, NULL, err);
 }
 
 agl_code db_commit(db_conn *c, agl_error *err)
@@ -343,8 +346,7 @@ agl_code db_commit(db_conn *c, agl_error *err)
         return agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
     }
     double t0 = agl_monotonic();
-    PGresult *none;
-    agl_code code = send_held(c, NULL, 0, NULL, true, &none, err);
+    agl_code code = run_pipeline(c, NULL, 0, 0, NULL, true, NULL, err);
     metrics_db_query(agl_monotonic() - t0);
     return code;
 }
@@ -388,7 +390,7 @@ static PGresult *exec_named(db_conn *c, const char *name, const char *what, int 
     double t0 = agl_monotonic();
     PGresult *r;
     if (c->begin_pending || c->ndefer) {
-        agl_code code = send_held(c, name, n, params, false, &r, err);
+        agl_code code = run_pipeline(c, name, 1, n, &params, false, &r, err);
         metrics_db_query(agl_monotonic() - t0);
         return code == AGL_OK ? r : NULL;
     }
@@ -408,55 +410,19 @@ PGresult *db_exec(db_conn *c, db_stmt s, int n, const char *const *params, agl_e
     return exec_named(c, name, name, n, params, err);
 }
 
-/* One pipeline of count statements (count <= DB_PIPELINE_MAX). */
-static agl_code exec_pipeline(db_conn *c, const char *name, int count, int n,
-                              const char *const *const *params, PGresult **out, agl_error *err)
-{
-    if (!PQenterPipelineMode(c->pg)) return pg_error(c, NULL, "pipeline", err);
-    bool sent = true;
-    for (int i = 0; i < count && sent; i++)
-        sent = PQsendQueryPrepared(c->pg, name, n, params[i], NULL, NULL, 0) == 1;
-    if (!sent || !PQpipelineSync(c->pg)) {
-        agl_code code = pg_error(c, NULL, "pipeline send", err);
-        if (c->pg) PQexitPipelineMode(c->pg);
-        return code;
-    }
-    agl_code code = AGL_OK;
-    for (int i = 0; i < count; i++) {
-        PGresult *r = PQgetResult(c->pg); /* the statement's result, then NULL */
-        PGresult *end = r ? PQgetResult(c->pg) : NULL;
-        PQclear(end);
-        ExecStatusType st = PQresultStatus(r);
-        if (code == AGL_OK && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)) {
-            out[i] = r;
-            continue;
-        }
-        /* the first failure names the cause; later statements report PIPELINE_ABORTED */
-        if (code == AGL_OK) code = pg_error(c, r, "pipelined statement", err);
-        PQclear(r);
-        if (!c->pg) return code; /* connection lost and reset */
-    }
-    PGresult *sync = PQgetResult(c->pg);
-    if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC && code == AGL_OK)
-        code = pg_error(c, sync, "pipeline sync", err);
-    PQclear(sync);
-    if (c->pg) PQexitPipelineMode(c->pg);
-    return code;
-}
-
 agl_code db_exec_many(db_conn *c, db_stmt s, int count, int n, const char *const *const *params,
                       PGresult **out, agl_error *err)
 {
     for (int i = 0; i < count; i++) out[i] = NULL;
     if (!c->pg) return agl_error_set(err, AGL_E_UNAVAILABLE, NULL, "database unavailable");
-    if (flush_held(c, err) != AGL_OK) return err->code;
     char name[16];
     snprintf(name, sizeof name, "s%d", (int)s);
     double t0 = agl_monotonic();
     agl_code code = AGL_OK;
+    /* held statements travel with the first chunk */
     for (int off = 0; off < count && code == AGL_OK; off += DB_PIPELINE_MAX) {
         int k = count - off < DB_PIPELINE_MAX ? count - off : DB_PIPELINE_MAX;
-        code = exec_pipeline(c, name, k, n, params + off, out + off, err);
+        code = run_pipeline(c, name, k, n, params + off, false, out + off, err);
     }
     metrics_db_query(agl_monotonic() - t0);
     if (code != AGL_OK)
