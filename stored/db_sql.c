@@ -34,11 +34,9 @@ const char *const db_sql[SQL__COUNT] = {
     [SQL_ROLLOUT_SET_RUNNING_IF_LATEST] =
         "UPDATE rollouts SET status = 'running' WHERE rollout_id = $1 AND num_attempts = $2"
         " AND status IN ('preparing', 'requeuing')",
-    /* Span inserts lock their rollout first so they order after E13's rollout lock. */
-    [SQL_ROLLOUT_LOCK] =
-        "SELECT num_attempts FROM rollouts WHERE rollout_id = $1 FOR NO KEY UPDATE",
-    /* Span batches: lock the rollout and check its attempt exists (no foreign key: attempts
-     * are never deleted, migrations/0004_spans_no_fk.sql). */
+    /* Span batches lock their rollout first, so they order after E13's rollout lock, and
+     * check its attempt exists (no foreign key: attempts are never deleted,
+     * migrations/0004_spans_no_fk.sql). */
     [SQL_SPAN_TARGET_LOCK] = "SELECT r.num_attempts, (SELECT count(*) FROM attempts a WHERE"
                              " a.rollout_id = $1 AND a.attempt_id = $2) FROM rollouts r"
                              " WHERE r.rollout_id = $1 FOR NO KEY UPDATE OF r",
