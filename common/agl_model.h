@@ -73,6 +73,7 @@ typedef struct agl_rollout {
     int status;               /* agl_rollout_status */
     agl_rollout_config config;
     const char *metadata; /* raw JSON object text, NULL = null */
+    int64_t num_attempts; /* attempts made so far (stored's row; not part of the wire model) */
 } agl_rollout;
 
 typedef struct agl_attempt {

@@ -192,8 +192,9 @@ static agl_code h_enqueue(agl_req *r, agl_error *err)
     agl_buf_putc(&r->out, '[');
     for (size_t i = 0; i < n; i++) {
         agl_rollout ro;
-        code = store_rollout_insert(
-            &t, &ins[i], ins[i].has_resources_id ? ins[i].resources_id : latest, true, &ro, err);
+        code = store_rollout_insert(&t, &ins[i],
+                                    ins[i].has_resources_id ? ins[i].resources_id : latest, NULL,
+                                    true, &ro, err);
         if (code) return code;
         if (i) agl_buf_putc(&r->out, ',');
         agl_rollout_write(&r->out, &ro);
@@ -252,13 +253,22 @@ static agl_code h_start_rollout(agl_req *r, agl_error *err)
     db_conn *db;
     if ((code = req_db(r, &db, err))) return code;
     store_tx t = tx_of(r, db);
-    const char *res_id = in.resources_id;
-    if (!in.has_resources_id && (code = store_latest_resources_id(&t, &res_id, err))) return code;
+    /* Nothing here reads a result before COMMIT (the latest resources are looked up by the
+     * INSERT, the attempt's sequence id is 1), so the whole transaction is one round trip. */
+    PGresult *latest = NULL;
     agl_rollout ro;
     agl_attempt at;
-    if ((code = store_rollout_insert(&t, &in, res_id, false, &ro, err))) return code;
+    if ((code = store_rollout_insert(&t, &in, in.resources_id, in.has_resources_id ? NULL : &latest,
+                                     false, &ro, err)))
+        return code;
     if ((code = store_attempt_create(&t, &ro, worker, false, &at, err))) return code;
     if ((code = store_worker_sync(&t, &at, err))) return code;
+    if ((code = req_db_done(r, err))) return code;
+    if (latest) {
+        ro.resources_id =
+            PQntuples(latest) ? agl_arena_strdup(&r->arena, db_val(latest, 0, 0)) : NULL;
+        PQclear(latest);
+    }
     agl_attempted_rollout_write(&r->out, &ro, &at);
     r->status = 201;
     return AGL_OK;

@@ -27,6 +27,7 @@ struct db_conn {
     struct deferred {
         int stmt, n;
         const char **params; /* copies in defer_arena */
+        PGresult **slot;     /* where its result goes (db_exec_held), or NULL */
     } defer[DB_DEFER_MAX];
     agl_arena defer_arena;
     int ndyn;
@@ -301,8 +302,11 @@ static agl_code run_pipeline(db_conn *c, const char *name, int count, int n,
                 snprintf(what, sizeof what, "%s", i < first + count ? name : "COMMIT");
             code = pg_error(c, r, what, err);
         }
+        int h = i - (begin ? 1 : 0); /* index among the held statements */
         if (ok && code == AGL_OK && i >= first && i < first + count)
             out[i - first] = r;
+        else if (ok && code == AGL_OK && h >= 0 && i < first && c->defer[h].slot)
+            *c->defer[h].slot = r;
         else
             PQclear(r);
     }
@@ -313,12 +317,18 @@ static agl_code run_pipeline(db_conn *c, const char *name, int count, int n,
         PQclear(sync);
         if (c->pg) PQexitPipelineMode(c->pg);
     }
-    drop_held(c);
-    if (code != AGL_OK)
+    if (code != AGL_OK) {
         for (int i = 0; i < count; i++) {
             PQclear(out[i]);
             out[i] = NULL;
         }
+        for (int i = 0; i < nd; i++)
+            if (c->defer[i].slot) {
+                PQclear(*c->defer[i].slot);
+                *c->defer[i].slot = NULL;
+            }
+    }
+    drop_held(c);
     return code;
 }
 
@@ -361,22 +371,33 @@ void db_rollback(db_conn *c)
     PQclear(r);
 }
 
-agl_code db_exec_deferred(db_conn *c, db_stmt s, int n, const char *const *params, agl_error *err)
+agl_code db_exec_held(db_conn *c, db_stmt s, int n, const char *const *params, PGresult **slot,
+                      agl_error *err)
 {
+    if (slot) *slot = NULL;
     if (!c->in_tx) {
         PGresult *r = db_exec(c, s, n, params, err);
         if (!r) return err->code;
-        PQclear(r);
+        if (slot)
+            *slot = r;
+        else
+            PQclear(r);
         return AGL_OK;
     }
     if (c->ndefer == DB_DEFER_MAX && flush_held(c, err) != AGL_OK) return err->code;
     struct deferred *d = &c->defer[c->ndefer++];
     d->stmt = (int)s;
     d->n = n;
+    d->slot = slot;
     const char **copy = agl_arena_alloc(&c->defer_arena, sizeof *copy * (size_t)(n ? n : 1));
     for (int i = 0; i < n; i++) copy[i] = agl_arena_strdup(&c->defer_arena, params[i]);
     d->params = copy;
     return AGL_OK;
+}
+
+agl_code db_exec_deferred(db_conn *c, db_stmt s, int n, const char *const *params, agl_error *err)
+{
+    return db_exec_held(c, s, n, params, NULL, err);
 }
 
 static PGresult *exec_named(db_conn *c, const char *name, const char *what, int n,

@@ -91,6 +91,13 @@ void db_rollback(db_conn *c);
  * it would have. Outside a transaction it runs at once. */
 #define DB_DEFER_MAX 16
 agl_code db_exec_deferred(db_conn *c, db_stmt s, int n, const char *const *params, agl_error *err);
+/* The same for a statement whose result the caller reads later: it travels held back like a
+ * deferred write, and once its pipeline has run without error *slot holds its result (caller
+ * PQclear()s). Until then, and after any failure, *slot is NULL. slot must stay valid until
+ * the next statement, db_commit or db_rollback. Lets a transaction send a read together with
+ * what follows it when nothing in between depends on the read's result. */
+agl_code db_exec_held(db_conn *c, db_stmt s, int n, const char *const *params, PGresult **slot,
+                      agl_error *err);
 /* Runs a prepared statement. params may contain NULL (SQL NULL). Returns the result (caller
  * PQclear()s) or NULL with err set: AGL_E_UNAVAILABLE when the connection broke (it will be
  * re-made on the next acquire), AGL_E_CONFLICT on serialization failure/deadlock,

@@ -11,8 +11,9 @@ const char *const db_sql[SQL__COUNT] = {
     [SQL_ROLLOUT_INSERT] =
         "INSERT INTO rollouts (rollout_id, input, start_time, mode, resources_id, status,"
         " timeout_seconds, unresponsive_seconds, max_attempts, retry_condition, metadata,"
-        " queue_pos) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-        " CASE WHEN $12::boolean THEN nextval('queue_pos_seq') END)",
+        " queue_pos) VALUES ($1, $2, $3, $4, CASE WHEN $13::boolean THEN (SELECT resources_id"
+        " FROM resources ORDER BY write_seq DESC LIMIT 1) ELSE $5 END, $6, $7, $8, $9, $10, $11,"
+        " CASE WHEN $12::boolean THEN nextval('queue_pos_seq') END) RETURNING resources_id",
     [SQL_ROLLOUT_GET] = ROLLOUT_WITH_LATEST,
     [SQL_ROLLOUT_GET_FOR_UPDATE] = ROLLOUT_WITH_LATEST " FOR UPDATE OF r",
     [SQL_ROLLOUT_UPDATE] =

@@ -57,7 +57,10 @@ agl_code req_db_single(agl_req *r, db_conn **out, agl_error *err)
 agl_code req_db_done(agl_req *r, agl_error *err)
 {
     agl_code code = AGL_OK;
-    if (r->db && r->in_tx) code = db_commit(r->db, err);
+    if (r->db && r->in_tx) {
+        code = db_commit(r->db, err);
+        r->commit_failed = code != AGL_OK;
+    }
     r->in_tx = false;
     if (r->db) db_release(r->ctx->pool, r->db);
     r->db = NULL;
@@ -186,8 +189,10 @@ static void run_request(agl_req *r)
         r->content_type = NULL;
         r->content_encoding = NULL;
         r->notify_done = false;
+        r->commit_failed = false;
         agl_error_clear(&err);
         code = stored_dispatch(r, &err);
+        commit_failed = r->commit_failed;
         if (code == AGL_OK) {
             if (r->db && r->in_tx) {
                 code = db_commit(r->db, &err);

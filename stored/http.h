@@ -29,6 +29,7 @@ typedef struct agl_req {
     json_t *json; /* parsed body (owned; decref'd at the end) */
     db_conn *db;  /* held for the request's transaction, see req_db() */
     bool in_tx;
+    bool commit_failed; /* a COMMIT failed: its outcome is unknown, so no retry */
     /* response */
     int status;
     const char *content_type; /* NULL = application/json */
@@ -46,8 +47,8 @@ agl_code req_db(agl_req *r, db_conn **out, agl_error *err);
 /* Same connection, no explicit transaction: for handlers whose work is reads, or one single
  * statement (atomic by itself). Autocommit saves the BEGIN/COMMIT round trips. */
 agl_code req_db_single(agl_req *r, db_conn **out, agl_error *err);
-/* Commits the current transaction early (used by long waits that must not hold locks) and
- * returns the connection to the pool. */
+/* Commits the current transaction early (used by long waits that must not hold locks, and by
+ * handlers that read results of held statements) and returns the connection to the pool. */
 agl_code req_db_done(agl_req *r, agl_error *err);
 
 /* Body helpers. req_json parses the body once; an empty body gives JSON null when

@@ -32,7 +32,7 @@ agl_code store_latest_resources_id(store_tx *t, const char **out, agl_error *err
 }
 
 agl_code store_rollout_insert(store_tx *t, const store_rollout_in *in, const char *resources_id,
-                              bool enqueue, agl_rollout *out, agl_error *err)
+                              PGresult **latest, bool enqueue, agl_rollout *out, agl_error *err)
 {
     char id[32];
     agl_id_new(id, sizeof id, "ro-", 12);
@@ -41,7 +41,7 @@ agl_code store_rollout_insert(store_tx *t, const store_rollout_in *in, const cha
     out->input = in->input;
     out->start_time = t->now;
     out->mode = in->mode;
-    out->resources_id = resources_id;
+    out->resources_id = latest ? NULL : resources_id;
     out->status = enqueue ? AGL_RS_QUEUING : AGL_RS_PREPARING;
     out->config = in->config;
     out->metadata = in->metadata ? in->metadata : "{}";
@@ -59,16 +59,15 @@ agl_code store_rollout_insert(store_tx *t, const store_rollout_in *in, const cha
         store_retry_json(t->arena, c),
         out->metadata,
         enqueue ? "t" : "f",
+        latest ? "t" : "f",
     };
-    return exec_ok(t, SQL_ROLLOUT_INSERT, NP(params), params, err);
+    return db_exec_held(t->db, SQL_ROLLOUT_INSERT, NP(params), params, latest, err);
 }
 
-agl_code store_rollout_get(store_tx *t, const char *rollout_id, bool for_update, agl_rollout *r,
-                           agl_attempt *latest, bool *has_attempt, bool *found, agl_error *err)
+/* Reads (and PQclear()s) a ROLLOUT_WITH_LATEST result. */
+static void rollout_from_result(store_tx *t, PGresult *res, agl_rollout *r, agl_attempt *latest,
+                                bool *has_attempt, bool *found)
 {
-    PGresult *res = db_exec(t->db, for_update ? SQL_ROLLOUT_GET_FOR_UPDATE : SQL_ROLLOUT_GET, 1,
-                            P(rollout_id), err);
-    if (!res) return err->code;
     *found = PQntuples(res) > 0;
     *has_attempt = false;
     if (*found) {
@@ -78,6 +77,15 @@ agl_code store_rollout_get(store_tx *t, const char *rollout_id, bool for_update,
             store_row_attempt(res, 0, DB_ROLLOUT_NCOLS, t->arena, latest ? latest : &tmp);
     }
     PQclear(res);
+}
+
+agl_code store_rollout_get(store_tx *t, const char *rollout_id, bool for_update, agl_rollout *r,
+                           agl_attempt *latest, bool *has_attempt, bool *found, agl_error *err)
+{
+    PGresult *res = db_exec(t->db, for_update ? SQL_ROLLOUT_GET_FOR_UPDATE : SQL_ROLLOUT_GET, 1,
+                            P(rollout_id), err);
+    if (!res) return err->code;
+    rollout_from_result(t, res, r, latest, has_attempt, found);
     return AGL_OK;
 }
 
@@ -132,16 +140,16 @@ agl_code store_attempt_create(store_tx *t, agl_rollout *r, const char *worker_id
     out->start_time = t->now;
     out->status = AGL_AS_PREPARING;
     out->worker_id = worker_id;
+    /* The caller holds the rollout's row lock (or inserted it in this transaction), so its
+     * attempt count cannot move: the new sequence id is known without reading the statement's
+     * result, and the statement is held back to travel with what follows. */
+    out->sequence_id = r->num_attempts + 1;
     const char *const params[] = {r->rollout_id, out->attempt_id,
                                   store_fmt_double(t->arena, t->now), worker_id,
                                   from_queue ? "t" : "f"};
-    PGresult *res = db_exec(t->db, SQL_ROLLOUT_ADD_ATTEMPT, NP(params), params, err);
-    if (!res) return err->code;
-    bool found = PQntuples(res) > 0;
-    out->sequence_id = found ? db_int(res, 0, 0) : 0;
-    PQclear(res);
-    if (!found)
-        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", r->rollout_id);
+    agl_code code = exec_ok(t, SQL_ROLLOUT_ADD_ATTEMPT, NP(params), params, err);
+    if (code != AGL_OK) return code;
+    r->num_attempts = out->sequence_id;
     r->status = AGL_RS_PREPARING;
     return AGL_OK;
 }
@@ -214,17 +222,35 @@ agl_code store_attempt_update(store_tx *t, const char *rollout_id, const char *a
     agl_rollout r;
     agl_attempt latest;
     bool found, has_attempt;
-    agl_code code = store_rollout_get(t, rollout_id, true, &r, &latest, &has_attempt, &found, err);
-    if (code != AGL_OK) return code;
-    if (!found)
-        return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", rollout_id);
-    if (!has_attempt)
+    PGresult *res;
+    if (strcmp(attempt_id, "latest")) {
+        /* A named attempt: lock the rollout and read the attempt in one round trip. The
+         * attempt's SELECT .. FOR UPDATE is its own statement, run after the rollout lock is
+         * held, so it sees any attempt change committed while that lock was awaited. */
+        PGresult *ro = NULL;
+        if (db_exec_held(t->db, SQL_ROLLOUT_GET_FOR_UPDATE, 1, P(rollout_id), &ro, err) != AGL_OK)
+            return err->code;
+        res = db_exec(t->db, SQL_ATTEMPT_GET, 2, P(rollout_id, attempt_id), err);
+        if (!res) return err->code;
+        rollout_from_result(t, ro, &r, &latest, &has_attempt, &found);
+    } else {
+        agl_code code =
+            store_rollout_get(t, rollout_id, true, &r, &latest, &has_attempt, &found, err);
+        if (code != AGL_OK) return code;
+        res = !found || !has_attempt
+                  ? NULL
+                  : db_exec(t->db, SQL_ATTEMPT_GET, 2, P(rollout_id, latest.attempt_id), err);
+        if (found && has_attempt && !res) return err->code;
+    }
+    if (!found || !has_attempt) {
+        PQclear(res);
+        if (!found)
+            return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s not found", rollout_id);
         return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "rollout %s has no attempts", rollout_id);
-    const char *target = strcmp(attempt_id, "latest") ? attempt_id : latest.attempt_id;
-    PGresult *res = db_exec(t->db, SQL_ATTEMPT_GET, 2, P(rollout_id, target), err);
-    if (!res) return err->code;
+    }
     bool ok = PQntuples(res) > 0 && store_row_attempt(res, 0, 0, t->arena, out);
     PQclear(res);
+    agl_code code;
     if (!ok)
         return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "attempt %s of rollout %s not found",
                              attempt_id, rollout_id);

@@ -45,8 +45,11 @@ typedef struct store_attempt_patch {
 
 /* Latest resources id, or NULL when none exist. */
 agl_code store_latest_resources_id(store_tx *t, const char **out, agl_error *err);
+/* latest: NULL to store resources_id as given; otherwise the rollout gets the latest
+ * resources, looked up by the INSERT itself, and *latest receives the row holding that id once
+ * the insert has run (db_exec_held: at the next statement or at COMMIT). */
 agl_code store_rollout_insert(store_tx *t, const store_rollout_in *in, const char *resources_id,
-                              bool enqueue, agl_rollout *out, agl_error *err);
+                              PGresult **latest, bool enqueue, agl_rollout *out, agl_error *err);
 /* Loads a rollout and its latest attempt (*has_attempt). *found false when unknown. */
 agl_code store_rollout_get(store_tx *t, const char *rollout_id, bool for_update, agl_rollout *r,
                            agl_attempt *latest, bool *has_attempt, bool *found, agl_error *err);

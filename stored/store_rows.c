@@ -96,6 +96,7 @@ void store_row_rollout(const PGresult *res, int row, int col, agl_arena *a, agl_
     r->config.max_attempts = db_int(res, row, col + 9);
     parse_retry(db_val(res, row, col + 10), &r->config);
     r->metadata = dup_val(res, row, col + 11, a);
+    r->num_attempts = db_int(res, row, col + 12);
 }
 
 bool store_row_attempt(const PGresult *res, int row, int col, agl_arena *a, agl_attempt *at)

@@ -226,6 +226,43 @@ def psql(server: Server, *sqls: str) -> None:
     subprocess.run(argv + ["agl"], check=True, capture_output=True, text=True)
 
 
+def psql_value(server: Server, sql: str) -> str:
+    argv = [os.path.join(pg_bin_dir(), "psql"), "-X", "-qAt", "-v", "ON_ERROR_STOP=1"] + pg_conn_args(server)
+    out = subprocess.run(argv + ["-c", sql, "agl"], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def disk_write_mb_s(directory: str, total_mb: int = 2048) -> float:
+    """Sequential write bandwidth of the file system under directory, the way a durable store
+    needs it: 4 MiB writes of incompressible bytes, then fdatasync, timed together."""
+    path = os.path.join(directory, "disk-probe.bin")
+    chunk = os.urandom(4 << 20)
+    t0 = time.monotonic()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for _ in range(total_mb // 4):
+            os.write(fd, chunk)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+        os.remove(path)
+    return total_mb * 1.048576 / (time.monotonic() - t0)
+
+
+def otlp_io(server: Server, run) -> dict:
+    """Runs the OTLP workload (run()) and measures what it wrote: WAL bytes and span table
+    bytes per batch. With the disk's bandwidth these give the physical limit of durable
+    ingestion: every span is written at least twice, to the WAL and to the table."""
+    q = ("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, pg_total_relation_size('spans'),"
+         " (SELECT count(*) FROM spans)")
+    w0, t0, n0 = (float(x) for x in psql_value(server, q).split("|"))
+    r = run()
+    w1, t1, n1 = (float(x) for x in psql_value(server, q).split("|"))
+    batches = max((n1 - n0) / 512.0, 1.0)
+    return {"result": r, "wal_mb_per_batch": (w1 - w0) / batches / 1e6,
+            "table_mb_per_batch": (t1 - t0) / batches / 1e6}
+
+
 def parse_params(text: str) -> list:
     out, i = [], 0
     while True:
@@ -478,6 +515,23 @@ def render_text(rows: list) -> str:
     return "\n".join(out)
 
 
+def otlp_limit(res: dict, payload_bytes: int, disk_mb_s: float) -> str:
+    """The physical limit of durable OTLP ingestion on this disk, next to what ours did."""
+    o, ref = res["ours"].get("otlp"), res["reference"].get("otlp")
+    if not o or not disk_mb_s or "wal_mb_per_batch" not in o:
+        return ""
+    floor_mb = 2 * payload_bytes / 1e6  # the spans' bytes, once to the WAL and once to the table
+    wrote_mb = o["wal_mb_per_batch"] + o["table_mb_per_batch"]
+    ceil_min, ceil_ours = disk_mb_s / floor_mb, disk_mb_s / wrote_mb
+    vs_ref = (f" = {ceil_min / ref['ops_s']:.1f}x the reference's {ref['ops_s']:.1f}"
+              if ref and ref.get("ops_s") else "")
+    return (f"otlp physical limit: disk {disk_mb_s:.0f} MB/s (sequential write + fdatasync); "
+            f"a durable store writes each batch's {payload_bytes / 1e6:.2f} MB at least twice (WAL + table), "
+            f"so at most {ceil_min:.0f} batches/s sustained{vs_ref}. "
+            f"stored wrote {o['wal_mb_per_batch']:.2f} MB WAL + {o['table_mb_per_batch']:.2f} MB table per batch "
+            f"(disk ceiling {ceil_ours:.0f} batches/s); it did {o['ops_s']:.1f}.")
+
+
 def render_md(rows: list) -> str:
     out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
@@ -521,6 +575,11 @@ def main() -> int:
     do_scenario = "scenario" not in a.skip and (not a.only or "scenario" in a.only)
     res = {"ours": {}, "reference": {}, "pgbench": {}}
     t_start = time.monotonic()
+    disk_mb_s = 0.0
+    if "otlp" in micro:
+        # tmp holds the embedded cluster: same file system, measured before anything runs
+        disk_mb_s = disk_write_mb_s(tmp)
+        log(f"disk: {disk_mb_s:.0f} MB/s sequential write + fdatasync")
     try:
         for which in ("ours", "reference"):
             if which == "reference" and "reference" in a.skip:
@@ -529,7 +588,12 @@ def main() -> int:
             srv = start_ours(build, tmp) if which == "ours" else start_reference(tmp)
             try:
                 for mode in micro:
-                    r = run_loadgen(loadgen, srv, mode, a, payload)
+                    if which == "ours" and mode == "otlp":
+                        io = otlp_io(srv, lambda: run_loadgen(loadgen, srv, mode, a, payload))
+                        r = io.pop("result")
+                        r.update(io)
+                    else:
+                        r = run_loadgen(loadgen, srv, mode, a, payload)
                     if which == "ours":
                         r["postgres_pss_mb"] = postgres_pss_mb(srv.data_dir)
                     res[which][mode] = r
@@ -574,12 +638,15 @@ def main() -> int:
     if pss:
         print("embedded PostgreSQL PSS after each workload (MB): "
               + ", ".join(f"{w} {v:.0f}" for w, v in pss.items()))
+    limit = otlp_limit(res, len(open(payload, "rb").read()), disk_mb_s)
+    if limit:
+        print(limit)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"when": when, "head": head, "results": res}, f, indent=1)
     if a.md:
         with open(a.md, "w") as f:
-            f.write(head + "\n\n" + render_md(rows) + "\n")
+            f.write(head + "\n\n" + render_md(rows) + "\n" + (f"\n{limit}\n" if limit else ""))
     return 0
 
 
