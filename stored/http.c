@@ -60,6 +60,8 @@ agl_code req_db_done(agl_req *r, agl_error *err)
     if (r->db && r->in_tx) {
         code = db_commit(r->db, err);
         r->commit_failed = code != AGL_OK;
+        /* a failed pipeline leaves the transaction aborted: never pool it that way */
+        if (code != AGL_OK) db_rollback(r->db);
     }
     r->in_tx = false;
     if (r->db) db_release(r->ctx->pool, r->db);
