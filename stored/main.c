@@ -28,7 +28,7 @@ int main(int argc, char **argv)
     const char *listen = "127.0.0.1:4747", *db_url = NULL, *data_dir = "./var/stored";
     const char *log_format = "text", *log_level = "info", *pg_bin = NULL, *pg_user = NULL;
     const char *cors = NULL;
-    long threads = 0, db_pool = 16, max_body = 32L << 20, conn_timeout = 60;
+    long threads = 0, db_pool = 32, max_body = 32L << 20, conn_timeout = 60;
     double scan_interval = 10;
     const char *retain = NULL, *retain_mode[3] = {NULL, NULL, NULL};
     double retain_interval = 60;

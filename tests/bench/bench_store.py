@@ -3,7 +3,7 @@ pgbench running stored's own SQL on the same PostgreSQL — one run, one table.
 
 Servers:
   ours       build/bin/stored in its default configuration: embedded PostgreSQL (durable
-             commits: fsync and synchronous_commit on), thread per connection, 16 DB connections
+             commits: fsync and synchronous_commit on), thread per connection, 32 DB connections
   reference  `agl store --backend memory` from the agentlightning in this venv
 Workloads (tests/bench/loadgen, C, one kept-alive connection per client thread):
   worker          update_worker(id, system snapshot), 1024 worker ids
@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -139,22 +140,31 @@ def drain_queue(url: str) -> None:
                 return
 
 
-def postgres_pss_mb(data_dir: str) -> float:
-    """Proportional set size of the embedded cluster (postmaster and its children)."""
+def cluster_pids(data_dir: str) -> tuple:
+    """(postmaster pid, its children's pids) of the embedded cluster."""
     try:
         with open(os.path.join(data_dir, "pg", "postmaster.pid")) as f:
             pm = int(f.readline())
     except (OSError, ValueError):
-        return 0.0
-    pids = [pm]
+        return 0, []
+    kids = []
     for st in glob.glob("/proc/[0-9]*/stat"):
         try:
             with open(st) as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             if int(fields[1]) == pm:
-                pids.append(int(st.split("/")[2]))
+                kids.append(int(st.split("/")[2]))
         except (OSError, ValueError, IndexError):
             pass
+    return pm, kids
+
+
+def postgres_pss_mb(data_dir: str) -> float:
+    """Proportional set size of the embedded cluster (postmaster and its children)."""
+    pm, kids = cluster_pids(data_dir)
+    if not pm:
+        return 0.0
+    pids = [pm] + kids
     kb = 0
     for pid in pids:
         try:
@@ -167,6 +177,40 @@ def postgres_pss_mb(data_dir: str) -> float:
     return kb / 1024.0
 
 
+def proc_cpu_s(pid: int, children: bool = False) -> float:
+    """User + system CPU seconds of pid (plus those of its exited, reaped children)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of pid and all its descendants, live or reaped."""
+    kids = {}
+    for st in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(st) as f:
+                kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(st.split("/")[2]))
+        except (OSError, ValueError, IndexError):
+            pass
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += proc_cpu_s(p, children=True)
+        todo += kids.get(p, [])
+    return total
+
+
+def postgres_cpu_s(data_dir: str) -> float:
+    """CPU seconds of the whole embedded cluster: live processes plus reaped backends."""
+    pm, kids = cluster_pids(data_dir)
+    return proc_cpu_s(pm, children=True) + sum(proc_cpu_s(k) for k in kids) if pm else 0.0
+
+
 # ---------------------------------------------------------------- workloads
 
 
@@ -176,11 +220,21 @@ def run_loadgen(loadgen: str, server: Server, mode: str, a: argparse.Namespace, 
     if mode == "otlp":
         argv += ["--payload", payload]
     server.reset_peak()
+    data_dir = getattr(server, "data_dir", None)
+    cpu0 = (tree_cpu_s(server.proc.pid), postgres_cpu_s(data_dir) if data_dir else 0.0,
+            resource.getrusage(resource.RUSAGE_CHILDREN))
     out = subprocess.run(argv, capture_output=True, text=True, timeout=a.duration * 10 + 300)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen {mode} failed: {out.stderr}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res["peak_mb"] = server.peak_mb()
+    ops = max(res.get("ops", 0), 1)
+    res["cpu_us"] = {
+        "server": (tree_cpu_s(server.proc.pid) - cpu0[0]) * 1e6 / ops,
+        "postgres": ((postgres_cpu_s(data_dir) - cpu0[1]) * 1e6 / ops) if data_dir else None,
+        "client": (ru.ru_utime + ru.ru_stime - cpu0[2].ru_utime - cpu0[2].ru_stime) * 1e6 / ops,
+    }
     if mode.startswith("dequeue-") and mode != "dequeue-empty":
         drain_queue(server.url)
     return res
@@ -434,7 +488,11 @@ def run_pgbench(build: str, server: Server, loadgen: str, payload: str, a: argpa
         for k, v in consts.items():
             argv += ["-D", f"{k}={v}"]
         argv.append("agl")
+        cpu0 = (postgres_cpu_s(server.data_dir), resource.getrusage(resource.RUSAGE_CHILDREN))
         out = subprocess.run(argv, capture_output=True, text=True, timeout=a.duration * 5 + 120)
+        pg_cpu = postgres_cpu_s(server.data_dir) - cpu0[0]
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_cpu = ru.ru_utime + ru.ru_stime - cpu0[1].ru_utime - cpu0[1].ru_stime
         m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out.stdout)
         lat = []
         for lf in glob.glob(prefix + "*"):
@@ -449,6 +507,7 @@ def run_pgbench(build: str, server: Server, loadgen: str, payload: str, a: argpa
         results[mode] = {
             "mode": mode, "concurrency": c, "ops_s": float(m.group(1)) if m else 0.0, "statements": n_stmts,
             "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95), "p99_ms": pct(lat, 0.99), "ops": len(lat),
+            "cpu_us": {"postgres": pg_cpu * 1e6 / max(len(lat), 1), "client": client_cpu * 1e6 / max(len(lat), 1)},
             "error": (out.stderr[-500:] if failed else None),
         }
         log(f"pgbench {mode}: {n_stmts} statements/op, {results[mode]['ops_s']:.1f} tps"
@@ -505,6 +564,27 @@ def table(res: dict, a: argparse.Namespace) -> list:
     return [hdr] + rows
 
 
+def cpu_table(res: dict) -> list:
+    """CPU time per op of each process, from /proc (servers, the embedded cluster) and the
+    children's rusage (loadgen, pgbench). Shows where an op's cost goes, and whether stored's
+    HTTP/JSON layer costs less than the database work it drives."""
+    hdr = ["workload", "stored us/op", "its PostgreSQL us/op", "stored/PostgreSQL", "loadgen us/op",
+           "ref server us/op", "pgbench: PostgreSQL us/op", "pgbench client us/op"]
+    rows = []
+
+    def us(v):
+        return f"{v:.0f}" if v is not None else "-"
+    for w in MICRO:
+        o, r, p = (res[k].get(w) for k in ("ours", "reference", "pgbench"))
+        oc, rc, pc = ((x or {}).get("cpu_us") or {} for x in (o, r, p))
+        if not (oc or rc):
+            continue
+        share = (f"{oc['server'] / oc['postgres']:.2f}x" if oc.get("postgres") else "-")
+        rows.append([w, us(oc.get("server")), us(oc.get("postgres")), share, us(oc.get("client")),
+                     us(rc.get("server")), us(pc.get("postgres")), us(pc.get("client"))])
+    return [hdr] + rows
+
+
 def render_text(rows: list) -> str:
     w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
@@ -548,7 +628,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=32, help="client connections, micro workloads")
     ap.add_argument("--otlp-concurrency", type=int, default=4)
     ap.add_argument("--count", type=int, default=8192, help="pre-enqueued rollouts, dequeue workloads")
-    ap.add_argument("--db-pool", type=int, default=16, help="stored's --db-pool default = pgbench clients")
+    ap.add_argument("--db-pool", type=int, default=32, help="stored's --db-pool default = pgbench clients")
     ap.add_argument("--scenario-tasks", type=int, default=512)
     ap.add_argument("--scenario-batch", type=int, default=128)
     ap.add_argument("--runners", type=int, default=8)
@@ -571,6 +651,7 @@ def main() -> int:
     payload = os.path.join(tmp, "otlp.bin")
     with open(payload, "wb") as f:
         f.write(otlp_payload.build(512))
+    payload_bytes = os.path.getsize(payload)
     micro = [m for m in MICRO if not a.only or m in a.only]
     do_scenario = "scenario" not in a.skip and (not a.only or "scenario" in a.only)
     res = {"ours": {}, "reference": {}, "pgbench": {}}
@@ -627,8 +708,11 @@ def main() -> int:
             f"(otlp {a.otlp_concurrency}), pgbench clients {min(a.concurrency, a.db_pool)}, "
             f"scenario {a.scenario_tasks} tasks / {a.runners} runners / max_rounds {a.max_rounds} / "
             f"sleep {a.sleep_seconds:g} s; total {time.monotonic() - t_start:.0f} s")
+    cpu_rows = cpu_table(res)
     print(head)
     print(render_text(rows))
+    print()
+    print(render_text(cpu_rows))
     errs = [f"{w} {which}: {r['errors']} errors ({r.get('first_error', '')})"
             for which in ("ours", "reference") for w, r in res[which].items() if r.get("errors")]
     errs += [f"pgbench {w}: {r['error']}" for w, r in res["pgbench"].items() if r.get("error")]
@@ -638,7 +722,7 @@ def main() -> int:
     if pss:
         print("embedded PostgreSQL PSS after each workload (MB): "
               + ", ".join(f"{w} {v:.0f}" for w, v in pss.items()))
-    limit = otlp_limit(res, len(open(payload, "rb").read()), disk_mb_s)
+    limit = otlp_limit(res, payload_bytes, disk_mb_s)
     if limit:
         print(limit)
     if a.json:
@@ -646,7 +730,8 @@ def main() -> int:
             json.dump({"when": when, "head": head, "results": res}, f, indent=1)
     if a.md:
         with open(a.md, "w") as f:
-            f.write(head + "\n\n" + render_md(rows) + "\n" + (f"\n{limit}\n" if limit else ""))
+            f.write(head + "\n\n" + render_md(rows) + "\n\n" + render_md(cpu_rows) + "\n"
+                    + (f"\n{limit}\n" if limit else ""))
     return 0
 
 
