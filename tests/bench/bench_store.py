@@ -465,55 +465,69 @@ def trace_ops(build: str, ours: Server, loadgen: str, payload: str, modes: list,
     return out
 
 
-def run_pgbench(build: str, server: Server, loadgen: str, payload: str, a: argparse.Namespace, tmp: str) -> dict:
-    modes = [m for m in MICRO if not a.only or m in a.only]
-    traced = trace_ops(build, server, loadgen, payload, modes, tmp)
+def pgbench_run(server: Server, mode: str, traced: dict, a: argparse.Namespace, tmp: str) -> dict:
+    """One pgbench run of the SQL stored ran for one op of mode (traced by trace_ops)."""
+    script, consts, n_stmts = traced[mode]
+    path = os.path.join(tmp, f"pgbench-{mode}.sql")
+    with open(path, "w") as f:
+        f.write(script)
     clients = min(a.concurrency, a.db_pool)
-    results = {}
-    for mode in modes:
-        script, consts, n_stmts = traced[mode]
-        path = os.path.join(tmp, f"pgbench-{mode}.sql")
-        with open(path, "w") as f:
-            f.write(script)
-        c = min(a.otlp_concurrency, clients) if mode == "otlp" else clients
-        if mode in ("dequeue-only", "dequeue-update"):
-            # enough queued rollouts that pgbench never finds the queue empty
-            n = 200000 if mode == "dequeue-only" else 40000
-            psql(server, "INSERT INTO rollouts (rollout_id, input, start_time, mode, status, metadata, queue_pos)"
-                 f" SELECT 'pgq-{mode}-' || g, '{{\"task\":1}}', 1764100000, 'train', 'queuing', '{{}}',"
-                 f" nextval('queue_pos_seq') FROM generate_series(1, {n}) g", "ANALYZE rollouts")
-        prefix = os.path.join(tmp, f"pgblog-{mode}")
-        argv = [os.path.join(pg_bin_dir(), "pgbench"), "-n", "-M", "prepared", "-c", str(c), "-j", "2", "-T",
-                str(int(a.duration)), "-f", path, "-l", "--log-prefix", prefix] + pg_conn_args(server)
-        for k, v in consts.items():
-            argv += ["-D", f"{k}={v}"]
-        argv.append("agl")
-        cpu0 = (postgres_cpu_s(server.data_dir), resource.getrusage(resource.RUSAGE_CHILDREN))
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=a.duration * 5 + 120)
-        pg_cpu = postgres_cpu_s(server.data_dir) - cpu0[0]
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        client_cpu = ru.ru_utime + ru.ru_stime - cpu0[1].ru_utime - cpu0[1].ru_stime
-        m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out.stdout)
-        lat = []
-        for lf in glob.glob(prefix + "*"):
-            with open(lf) as f:
-                for line in f:
-                    parts = line.split()
-                    if len(parts) >= 3 and parts[2].isdigit():
-                        lat.append(int(parts[2]) / 1000.0)
-            os.remove(lf)
-        lat.sort()
-        failed = out.returncode != 0 or not m
-        results[mode] = {
-            "mode": mode, "concurrency": c, "ops_s": float(m.group(1)) if m else 0.0, "statements": n_stmts,
-            "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95), "p99_ms": pct(lat, 0.99), "ops": len(lat),
-            "cpu_us": {"postgres": pg_cpu * 1e6 / max(len(lat), 1), "client": client_cpu * 1e6 / max(len(lat), 1)},
-            "error": (out.stderr[-500:] if failed else None),
-        }
-        log(f"pgbench {mode}: {n_stmts} statements/op, {results[mode]['ops_s']:.1f} tps"
-            + (f" ERROR {out.stderr[-300:]}" if failed else ""))
-    psql(server, "UPDATE rollouts SET queue_pos = NULL WHERE queue_pos IS NOT NULL")
-    return results
+    c = min(a.otlp_concurrency, clients) if mode == "otlp" else clients
+    if mode in ("dequeue-only", "dequeue-update"):
+        # enough queued rollouts that pgbench never finds the queue empty
+        n = 200000 if mode == "dequeue-only" else 40000
+        psql(server, "INSERT INTO rollouts (rollout_id, input, start_time, mode, status, metadata, queue_pos)"
+             f" SELECT 'pgq-{mode}-' || g || '-' || nextval('queue_pos_seq'), '{{\"task\":1}}', 1764100000,"
+             f" 'train', 'queuing', '{{}}', nextval('queue_pos_seq') FROM generate_series(1, {n}) g",
+             "ANALYZE rollouts")
+    prefix = os.path.join(tmp, f"pgblog-{mode}")
+    argv = [os.path.join(pg_bin_dir(), "pgbench"), "-n", "-M", "prepared", "-c", str(c), "-j", "2", "-T",
+            str(int(a.duration)), "-f", path, "-l", "--log-prefix", prefix] + pg_conn_args(server)
+    for k, v in consts.items():
+        argv += ["-D", f"{k}={v}"]
+    argv.append("agl")
+    cpu0 = (postgres_cpu_s(server.data_dir), resource.getrusage(resource.RUSAGE_CHILDREN))
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=a.duration * 5 + 120)
+    pg_cpu = postgres_cpu_s(server.data_dir) - cpu0[0]
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = ru.ru_utime + ru.ru_stime - cpu0[1].ru_utime - cpu0[1].ru_stime
+    m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out.stdout)
+    lat = []
+    for lf in glob.glob(prefix + "*"):
+        with open(lf) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2].isdigit():
+                    lat.append(int(parts[2]) / 1000.0)
+        os.remove(lf)
+    lat.sort()
+    failed = out.returncode != 0 or not m
+    if mode in ("dequeue-only", "dequeue-update"):
+        # leave the queue as stored's own runs find it: empty, and no dead index entries to skip
+        psql(server, "UPDATE rollouts SET queue_pos = NULL WHERE queue_pos IS NOT NULL")
+        psql(server, "VACUUM ANALYZE rollouts")
+    return {
+        "mode": mode, "concurrency": c, "ops_s": float(m.group(1)) if m else 0.0, "statements": n_stmts,
+        "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95), "p99_ms": pct(lat, 0.99), "ops": len(lat),
+        "cpu_us": {"postgres": pg_cpu * 1e6 / max(len(lat), 1), "client": client_cpu * 1e6 / max(len(lat), 1)},
+        "error": (out.stderr[-500:] if failed else None), "errors": 1 if failed else 0,
+    }
+
+
+def median_run(rs: list) -> dict:
+    """The run with the median throughput (the lower middle one for an even count), with every
+    run's throughput, the highest peak RSS and the sum of errors over all of them."""
+    m = dict(sorted(rs, key=lambda r: r["ops_s"])[(len(rs) - 1) // 2])
+    m["runs_ops_s"] = [r["ops_s"] for r in rs]
+    if all("peak_mb" in r for r in rs):
+        m["peak_mb"] = max(r["peak_mb"] for r in rs)
+    m["errors"] = sum(r.get("errors", 0) for r in rs)
+    firsts = [r["first_error"] for r in rs if r.get("first_error")]
+    if firsts:
+        m["first_error"] = firsts[0]
+    errs = [r["error"] for r in rs if r.get("error")]
+    m["error"] = errs[0] if errs else None
+    return m
 
 
 def pct(v: list, p: float) -> float:
@@ -612,6 +626,17 @@ def otlp_limit(res: dict, payload_bytes: int, disk_mb_s: float) -> str:
             f"(disk ceiling {ceil_ours:.0f} batches/s); it did {o['ops_s']:.1f}.")
 
 
+def runs_line(res: dict) -> str:
+    """Every round's ops/s, per workload and server: how far single runs move."""
+    parts = []
+    for w in MICRO:
+        cells = [f"{k} " + "/".join(f"{v:.0f}" if v >= 100 else f"{v:.1f}" for v in res[k][w]["runs_ops_s"])
+                 for k in ("ours", "reference", "pgbench") if w in res[k] and "runs_ops_s" in res[k][w]]
+        if cells:
+            parts.append(f"{w}: " + ", ".join(cells))
+    return "ops/s of each round: " + "; ".join(parts)
+
+
 def render_md(rows: list) -> str:
     out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
@@ -629,6 +654,7 @@ def main() -> int:
     ap.add_argument("--otlp-concurrency", type=int, default=4)
     ap.add_argument("--count", type=int, default=8192, help="pre-enqueued rollouts, dequeue workloads")
     ap.add_argument("--db-pool", type=int, default=32, help="stored's --db-pool default = pgbench clients")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each micro workload per server (median shown)")
     ap.add_argument("--scenario-tasks", type=int, default=512)
     ap.add_argument("--scenario-batch", type=int, default=128)
     ap.add_argument("--runners", type=int, default=8)
@@ -654,6 +680,7 @@ def main() -> int:
     payload_bytes = os.path.getsize(payload)
     micro = [m for m in MICRO if not a.only or m in a.only]
     do_scenario = "scenario" not in a.skip and (not a.only or "scenario" in a.only)
+    runs = {"ours": {}, "reference": {}, "pgbench": {}}
     res = {"ours": {}, "reference": {}, "pgbench": {}}
     t_start = time.monotonic()
     disk_mb_s = 0.0
@@ -661,39 +688,62 @@ def main() -> int:
         # tmp holds the embedded cluster: same file system, measured before anything runs
         disk_mb_s = disk_write_mb_s(tmp)
         log(f"disk: {disk_mb_s:.0f} MB/s sequential write + fdatasync")
+    servers = {}
     try:
-        for which in ("ours", "reference"):
-            if which == "reference" and "reference" in a.skip:
-                continue
-            log(f"starting {which}")
-            srv = start_ours(build, tmp) if which == "ours" else start_reference(tmp)
-            try:
-                for mode in micro:
-                    if which == "ours" and mode == "otlp":
-                        io = otlp_io(srv, lambda: run_loadgen(loadgen, srv, mode, a, payload))
-                        r = io.pop("result")
-                        r.update(io)
+        log("starting ours")
+        servers["ours"] = start_ours(build, tmp)
+        if "reference" not in a.skip:
+            log("starting reference")
+            servers["reference"] = start_reference(tmp)
+        ours = servers["ours"]
+        traced = None
+        if "pgbench" not in a.skip:
+            traced = trace_ops(build, ours, loadgen, payload, micro, tmp)
+        # Rounds, and within a round each workload on every server back to back (in an order that
+        # rotates), so slow phases of this shared machine hit all of them alike; each row of the
+        # table is the median round.
+        for rnd in range(a.rounds):
+            for mode in micro:
+                order = ["ours"] + (["reference"] if "reference" in servers else []) + \
+                    (["pgbench"] if traced else [])
+                order = order[rnd % len(order):] + order[:rnd % len(order)]
+                for which in order:
+                    # start every run with the disk idle: no writeback left from the run before
+                    psql(ours, "CHECKPOINT")
+                    os.sync()
+                    if which == "pgbench":
+                        r = pgbench_run(ours, mode, traced, a, tmp)
+                        log(f"round {rnd + 1} pgbench {mode}: {r['statements']} statements/op, "
+                            f"{r['ops_s']:.1f} tps" + (f" ERROR {r['error'][-300:]}" if r["error"] else ""))
                     else:
-                        r = run_loadgen(loadgen, srv, mode, a, payload)
-                    if which == "ours":
-                        r["postgres_pss_mb"] = postgres_pss_mb(srv.data_dir)
-                    res[which][mode] = r
-                    log(f"{which} {mode}: {r['ops_s']:.1f} ops/s p99 {r['p99_ms']:.1f} ms, errors {r['errors']}"
-                        + (f" ({r['first_error']})" if r.get("first_error") else ""))
-                if do_scenario:
-                    r = run_scenario(srv, a)
-                    res[which]["scenario"] = r
-                    log(f"{which} scenario: {r['ops_s']:.2f} rollouts/s over {r['seconds']:.1f} s, "
-                        f"failures {r['errors']}")
-                if which == "ours" and "pgbench" not in a.skip:
-                    res["pgbench"] = run_pgbench(build, srv, loadgen, payload, a, tmp)
-            finally:
-                srv.stop()
+                        srv = servers[which]
+                        if which == "ours" and mode == "otlp":
+                            io = otlp_io(srv, lambda: run_loadgen(loadgen, srv, mode, a, payload))
+                            r = io.pop("result")
+                            r.update(io)
+                        else:
+                            r = run_loadgen(loadgen, srv, mode, a, payload)
+                        if which == "ours":
+                            r["postgres_pss_mb"] = postgres_pss_mb(srv.data_dir)
+                        log(f"round {rnd + 1} {which} {mode}: {r['ops_s']:.1f} ops/s p99 {r['p99_ms']:.1f} ms, "
+                            f"errors {r['errors']}" + (f" ({r['first_error']})" if r.get("first_error") else ""))
+                    runs[which].setdefault(mode, []).append(r)
+        if do_scenario:
+            for which in servers:
+                r = run_scenario(servers[which], a)
+                runs[which]["scenario"] = [r]
+                log(f"{which} scenario: {r['ops_s']:.2f} rollouts/s over {r['seconds']:.1f} s, "
+                    f"failures {r['errors']}")
     finally:
+        for srv in servers.values():
+            srv.stop()
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             log(f"kept {tmp}")
+    for which, by_mode in runs.items():
+        for mode, rs in by_mode.items():
+            res[which][mode] = median_run(rs)
 
     rows = table(res, a)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -704,7 +754,8 @@ def main() -> int:
     except OSError:
         pass
     head = (f"store benchmark {when} on {platform.node()}: {os.cpu_count()} CPUs ({cpu}), "
-            f"{a.duration:g} s per micro workload, {a.concurrency} connections "
+            f"{a.duration:g} s per micro workload x {a.rounds} interleaved rounds (median shown), "
+            f"{a.concurrency} connections "
             f"(otlp {a.otlp_concurrency}), pgbench clients {min(a.concurrency, a.db_pool)}, "
             f"scenario {a.scenario_tasks} tasks / {a.runners} runners / max_rounds {a.max_rounds} / "
             f"sleep {a.sleep_seconds:g} s; total {time.monotonic() - t_start:.0f} s")
@@ -713,6 +764,8 @@ def main() -> int:
     print(render_text(rows))
     print()
     print(render_text(cpu_rows))
+    spread = runs_line(res)
+    print(spread)
     errs = [f"{w} {which}: {r['errors']} errors ({r.get('first_error', '')})"
             for which in ("ours", "reference") for w, r in res[which].items() if r.get("errors")]
     errs += [f"pgbench {w}: {r['error']}" for w, r in res["pgbench"].items() if r.get("error")]
@@ -730,7 +783,7 @@ def main() -> int:
             json.dump({"when": when, "head": head, "results": res}, f, indent=1)
     if a.md:
         with open(a.md, "w") as f:
-            f.write(head + "\n\n" + render_md(rows) + "\n\n" + render_md(cpu_rows) + "\n"
+            f.write(head + "\n\n" + render_md(rows) + "\n\n" + render_md(cpu_rows) + "\n\n" + spread + "\n"
                     + (f"\n{limit}\n" if limit else ""))
     return 0
 
