@@ -6,7 +6,11 @@ The rollout and attempt ids are resource attributes with the placeholder values 
 and at-00000000; loadgen patches in a real (same-length) pair before every request. No span
 carries a sequence id, so the server allocates them, as for a runner's tracer.
 
-Usage: python otlp_payload.py OUT [SPANS]
+With --text words the attribute values are drawn from a small vocabulary instead (the same
+sizes): text that compresses about as well as real prompts and completions, to measure how the
+store handles compressible spans (docs/performance.md, migration 0005).
+
+Usage: python otlp_payload.py OUT [SPANS] [--text random|words]
 """
 
 from __future__ import annotations
@@ -26,7 +30,19 @@ def kv(key: str, value: str) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
-def build(n_spans: int, seed: int = 7) -> bytes:
+WORDS = ("the model answered that a tool call returned the list of files and the user asked for a "
+         "summary of each file with its size in bytes and the time it was last changed json prompt "
+         "completion role system assistant content tokens temperature reward").split()
+
+
+def words(rng: random.Random, n: int) -> str:
+    s = ""
+    while len(s) < n:
+        s += rng.choice(WORDS) + " "
+    return s[:n]
+
+
+def build(n_spans: int, seed: int = 7, text: str = "random") -> bytes:
     rng = random.Random(seed)
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
@@ -56,7 +72,8 @@ def build(n_spans: int, seed: int = 7) -> bytes:
         target = rng.randint(3500, 5500)
         while size < target:
             key = "attr." + "".join(rng.choices(ALNUM, k=rng.randint(3, 20)))
-            val = "".join(rng.choices(ALNUM, k=rng.randint(5, 300)))
+            n = rng.randint(5, 300)
+            val = words(rng, n) if text == "words" else "".join(rng.choices(ALNUM, k=n))
             sp.attributes.append(kv(key, val))
             size += len(key) + len(val)
             k += 1
@@ -65,9 +82,17 @@ def build(n_spans: int, seed: int = 7) -> bytes:
 
 
 def main() -> int:
-    out = sys.argv[1]
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 512
-    data = build(n)
+    args = sys.argv[1:]
+    text = "random"
+    if "--text" in args:
+        i = args.index("--text")
+        text = args[i + 1]
+        del args[i:i + 2]
+        if text not in ("random", "words"):
+            raise SystemExit("otlp_payload: --text must be random or words")
+    out = args[0]
+    n = int(args[1]) if len(args) > 1 else 512
+    data = build(n, text=text)
     with open(out, "wb") as f:
         f.write(data)
     print(f"{out}: {n} spans, {len(data)} bytes", file=sys.stderr)
