@@ -18,6 +18,14 @@ pgbench: for every micro workload a script issuing exactly the statements stored
 operation (traced from PostgreSQL's statement log, see trace_ops) against stored's embedded
 cluster, -M prepared, clients = stored's DB pool size.
 
+Rounds: both servers stay up; each micro workload runs --rounds times on ours, the reference and
+pgbench back to back (order rotating per round, PostgreSQL checkpointed and the disk flushed
+before every run); the table shows each one's median round and a line lists every round.
+A second table gives CPU microseconds per op of stored, its PostgreSQL cluster, loadgen, the
+reference, and PostgreSQL and the client under pgbench. For OTLP the disk's sequential write
+bandwidth (measured first, on the cluster's file system) and stored's WAL and table bytes per
+batch give the physical limit of durable ingestion, printed after the tables.
+
 Peak RSS is VmHWM of the server process, reset (clear_refs) before each workload.
 """
 
