@@ -222,7 +222,8 @@ agl_code store_attempt_update(store_tx *t, const char *rollout_id, const char *a
     agl_rollout r;
     agl_attempt latest;
     bool found, has_attempt;
-    PGresult *res;
+    PGresult *res = NULL;
+    agl_code code;
     if (strcmp(attempt_id, "latest")) {
         /* A named attempt: lock the rollout and read the attempt in one round trip. The
          * attempt's SELECT .. FOR UPDATE is its own statement, run after the rollout lock is
@@ -234,13 +235,11 @@ agl_code store_attempt_update(store_tx *t, const char *rollout_id, const char *a
         if (!res) return err->code;
         rollout_from_result(t, ro, &r, &latest, &has_attempt, &found);
     } else {
-        agl_code code =
-            store_rollout_get(t, rollout_id, true, &r, &latest, &has_attempt, &found, err);
+        code = store_rollout_get(t, rollout_id, true, &r, &latest, &has_attempt, &found, err);
         if (code != AGL_OK) return code;
-        res = !found || !has_attempt
-                  ? NULL
-                  : db_exec(t->db, SQL_ATTEMPT_GET, 2, P(rollout_id, latest.attempt_id), err);
-        if (found && has_attempt && !res) return err->code;
+        if (found && has_attempt &&
+            !(res = db_exec(t->db, SQL_ATTEMPT_GET, 2, P(rollout_id, latest.attempt_id), err)))
+            return err->code;
     }
     if (!found || !has_attempt) {
         PQclear(res);
@@ -250,7 +249,6 @@ agl_code store_attempt_update(store_tx *t, const char *rollout_id, const char *a
     }
     bool ok = PQntuples(res) > 0 && store_row_attempt(res, 0, 0, t->arena, out);
     PQclear(res);
-    agl_code code;
     if (!ok)
         return agl_error_set(err, AGL_E_NOT_FOUND, NULL, "attempt %s of rollout %s not found",
                              attempt_id, rollout_id);

@@ -148,31 +148,34 @@ def drain_queue(url: str) -> None:
                 return
 
 
-def cluster_pids(data_dir: str) -> tuple:
-    """(postmaster pid, its children's pids) of the embedded cluster."""
-    try:
-        with open(os.path.join(data_dir, "pg", "postmaster.pid")) as f:
-            pm = int(f.readline())
-    except (OSError, ValueError):
-        return 0, []
-    kids = []
+def children_by_parent() -> dict:
+    """Parent pid -> pids of its live children, from /proc."""
+    kids = {}
     for st in glob.glob("/proc/[0-9]*/stat"):
         try:
             with open(st) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pm:
-                kids.append(int(st.split("/")[2]))
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
-            pass
-    return pm, kids
+            continue
+        kids.setdefault(ppid, []).append(int(st.split("/")[2]))
+    return kids
+
+
+def postmaster_pid(data_dir: str) -> int:
+    """The embedded cluster's postmaster, 0 when it is not running."""
+    try:
+        with open(os.path.join(data_dir, "pg", "postmaster.pid")) as f:
+            return int(f.readline())
+    except (OSError, ValueError):
+        return 0
 
 
 def postgres_pss_mb(data_dir: str) -> float:
     """Proportional set size of the embedded cluster (postmaster and its children)."""
-    pm, kids = cluster_pids(data_dir)
+    pm = postmaster_pid(data_dir)
     if not pm:
         return 0.0
-    pids = [pm] + kids
+    pids = [pm] + children_by_parent().get(pm, [])
     kb = 0
     for pid in pids:
         try:
@@ -197,26 +200,21 @@ def proc_cpu_s(pid: int, children: bool = False) -> float:
 
 
 def tree_cpu_s(pid: int) -> float:
-    """CPU seconds of pid and all its descendants, live or reaped."""
-    kids = {}
-    for st in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(st) as f:
-                kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(st.split("/")[2]))
-        except (OSError, ValueError, IndexError):
-            pass
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
+    """CPU seconds of pid and all its descendants, live or reaped (0 for pid 0)."""
+    if not pid:
+        return 0.0
+    kids = children_by_parent()
+    total, stack = 0.0, [pid]
+    while stack:
+        p = stack.pop()
         total += proc_cpu_s(p, children=True)
-        todo += kids.get(p, [])
+        stack.extend(kids.get(p, []))
     return total
 
 
 def postgres_cpu_s(data_dir: str) -> float:
-    """CPU seconds of the whole embedded cluster: live processes plus reaped backends."""
-    pm, kids = cluster_pids(data_dir)
-    return proc_cpu_s(pm, children=True) + sum(proc_cpu_s(k) for k in kids) if pm else 0.0
+    """CPU seconds of the whole embedded cluster: postmaster, live and reaped backends."""
+    return tree_cpu_s(postmaster_pid(data_dir))
 
 
 # ---------------------------------------------------------------- workloads
@@ -412,28 +410,27 @@ def build_script(entries: list) -> tuple:
 
 def pipelined(lines: list) -> list:
     """Gives pgbench the round trips stored makes: a BEGIN goes in one pipeline with the next
-    statement (stored/db.c, exec_after_begin), and a run of span INSERTs is one pipeline
+    statement (stored/db.c, run_pipeline), and a run of span INSERTs is one pipeline
     (db_exec_many). pgbench cannot \\gset inside a pipeline, so a BEGIN before the dequeue
     pick keeps its own round trip there (pgbench slower than stored by that one)."""
+    def span_run_end(j: int) -> int:
+        while j < len(lines) and lines[j].startswith("INSERT INTO spans"):
+            j += 1
+        return j
+
     out, i = [], 0
     while i < len(lines):
         ln = lines[i]
         if ln == "BEGIN;" and i + 1 < len(lines) and "\\gset" not in lines[i + 1]:
-            j = i + 2
-            if lines[i + 1].startswith("INSERT INTO spans"):
-                while j < len(lines) and lines[j].startswith("INSERT INTO spans"):
-                    j += 1
-            out += ["\\startpipeline"] + lines[i:j] + ["\\endpipeline"]
-            i = j
-        elif ln.startswith("INSERT INTO spans") and i + 1 < len(lines) and lines[i + 1].startswith("INSERT INTO spans"):
-            j = i
-            while j < len(lines) and lines[j].startswith("INSERT INTO spans"):
-                j += 1
-            out += ["\\startpipeline"] + lines[i:j] + ["\\endpipeline"]
-            i = j
+            j = span_run_end(i + 1) if lines[i + 1].startswith("INSERT INTO spans") else i + 2
+        elif span_run_end(i) - i >= 2:
+            j = span_run_end(i)
         else:
             out.append(ln)
             i += 1
+            continue
+        out += ["\\startpipeline"] + lines[i:j] + ["\\endpipeline"]
+        i = j
     return out
 
 
