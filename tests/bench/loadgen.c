@@ -1,8 +1,15 @@
 /* loadgen — closed-loop load generator for the store benchmark (tests/bench/bench_store.py).
  * Replays the reference's micro workloads (algorithms.md §7.3) and OTLP ingestion against any
- * server speaking the /v1/agl API: C threads, each with one kept-alive HTTP/1.1 connection over
- * a plain socket (no client library in the hot path, so the client is never the bottleneck),
- * statuses checked and ids taken from the JSON responses.
+ * server speaking the /v1/agl API over kept-alive HTTP/1.1 connections on plain sockets (no client
+ * library in the hot path, so the client is never the bottleneck), statuses checked and ids taken
+ * from the JSON responses.
+ *
+ * Threading is pgbench's: a few threads (--threads, default 2 like the benchmark's `pgbench -j 2`),
+ * each multiplexing its share of the connections with epoll. Every connection runs its compound
+ * op as straight-line code in a coroutine (ucontext) that yields to its thread's epoll loop when
+ * a socket would block. One thread per connection (the first design) cost the client twice
+ * pgbench's CPU per op on this 2-core machine: a wake-up per response, where an epoll loop
+ * collects several responses per wake-up under load.
  *
  * Usage: loadgen URL MODE CONCURRENCY SECONDS [--count N] [--payload FILE]
  *   MODE: worker | dequeue-empty | rollout | dequeue-only | dequeue-update | otlp
@@ -10,6 +17,7 @@
  *               successful dequeues (or SECONDS, whichever comes first)
  *   --ops N     stop after N ops in total (benchmark uses 1 to trace one op's SQL)
  *   --no-prefill dequeue modes: use what is already queued
+ *   --threads N event threads (default 2; at most CONCURRENCY)
  *   --payload F otlp: a serialized ExportTraceServiceRequest whose resource attributes carry the
  *               placeholder ids ro-000000000000 / at-00000000 (patched per request)
  * Prints one JSON line: ops, errors, requests, seconds, ops_s, req_s, p50_ms, p95_ms, p99_ms.
@@ -28,8 +36,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 enum mode { M_WORKER, M_DEQ_EMPTY, M_ROLLOUT, M_DEQ_ONLY, M_DEQ_UPDATE, M_OTLP };
@@ -45,6 +56,7 @@ static atomic_long claimed;    /* dequeue modes: successes so far */
 static atomic_bool queue_dry;  /* a dequeue came back empty: stop everyone */
 static atomic_long worker_seq; /* spreads ops over 1024 worker ids */
 static long ops_limit = -1;    /* --ops */
+static int nthreads = 2;       /* --threads */
 static atomic_long ops_started;
 static uint8_t *payload; /* otlp */
 static size_t payload_len, off_rid, off_aid;
@@ -106,12 +118,17 @@ static void buf_printf(buf *b, const char *fmt, ...)
 
 /* ---- one kept-alive HTTP/1.1 connection ---- */
 
+typedef struct sched sched;
+
 typedef struct {
     int fd;
-    buf in;     /* bytes received, not yet consumed */
-    buf req;    /* request being sent */
-    buf body;   /* body of the last response */
-    int status; /* status of the last response */
+    sched *s;       /* the event thread running this connection; NULL: blocking socket */
+    ucontext_t ctx; /* the coroutine running the ops */
+    bool done;      /* its run() has returned */
+    buf in;         /* bytes received, not yet consumed */
+    buf req;        /* request being sent */
+    buf body;       /* body of the last response */
+    int status;     /* status of the last response */
     uint64_t rng;
     /* per-thread results */
     double *lat;
@@ -119,6 +136,31 @@ typedef struct {
     long errors, requests;
     char first_error[256];
 } conn;
+
+/* ---- event threads: an epoll loop resuming the coroutine whose socket became ready ---- */
+
+struct sched {
+    int ep;
+    ucontext_t main; /* the loop's own context */
+    conn *cur;       /* the coroutine being started (run()'s argument) */
+};
+
+/* Suspends the coroutine until its socket is readable (or also writable, for a send that would
+ * block). Sockets sit in epoll edge-triggered, reading interest only; a resume without progress
+ * just retries and yields again. */
+static void wait_fd(conn *c, bool for_write)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
+    if (for_write) {
+        ev.events |= EPOLLOUT;
+        epoll_ctl(c->s->ep, EPOLL_CTL_MOD, c->fd, &ev);
+    }
+    swapcontext(&c->ctx, &c->s->main);
+    if (for_write) {
+        ev.events = EPOLLIN | EPOLLET;
+        epoll_ctl(c->s->ep, EPOLL_CTL_MOD, c->fd, &ev);
+    }
+}
 
 static int conn_open(conn *c)
 {
@@ -133,15 +175,24 @@ static int conn_open(conn *c)
         c->fd = -1;
         return -1;
     }
+    if (c->s) { /* connect blocked briefly (loopback); everything after it yields instead */
+        fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
+        epoll_ctl(c->s->ep, EPOLL_CTL_ADD, c->fd, &ev);
+    }
     c->in.len = 0;
     return 0;
 }
 
-static int send_all(int fd, const char *p, size_t n)
+static int send_all(conn *c, const char *p, size_t n)
 {
     while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN && c->s) {
+            wait_fd(c, true);
+            continue;
+        }
         if (w <= 0) return -1;
         p += w, n -= (size_t)w;
     }
@@ -152,7 +203,10 @@ static int send_all(int fd, const char *p, size_t n)
 static int fill(conn *c)
 {
     buf_need(&c->in, 65536);
-    ssize_t r = recv(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len - 1, 0);
+    ssize_t r;
+    while ((r = recv(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len - 1, 0)) < 0 &&
+           errno == EAGAIN && c->s)
+        wait_fd(c, false);
     if (r < 0 && errno == EINTR) return 0;
     if (r <= 0) return -1;
     c->in.len += (size_t)r;
@@ -229,8 +283,8 @@ static int http(conn *c, const char *method, const char *path, const char *ctype
     for (int attempt = 0; attempt < 2; attempt++) {
         if (c->fd < 0 && conn_open(c) < 0) continue;
         bool closing;
-        if (send_all(c->fd, c->req.p, c->req.len) == 0 &&
-            (!len || send_all(c->fd, body, len) == 0) && read_response(c, &closing) == 0) {
+        if (send_all(c, c->req.p, c->req.len) == 0 && (!len || send_all(c, body, len) == 0) &&
+            read_response(c, &closing) == 0) {
             if (closing) {
                 close(c->fd);
                 c->fd = -1;
@@ -449,14 +503,13 @@ static int one_op(conn *c, long i, int tid, buf *tmp, double *t0)
 }
 
 typedef struct {
+    conn c; /* first: the epoll loop's conn * is the coroutine's worker_arg * */
     int tid;
-    conn c;
     long ops;
 } worker_arg;
 
-static void *run(void *arg)
+static void run(worker_arg *wa)
 {
-    worker_arg *wa = arg;
     conn *c = &wa->c;
     c->fd = -1;
     c->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(wa->tid + 1);
@@ -477,6 +530,62 @@ static void *run(void *arg)
     }
     if (c->fd >= 0) close(c->fd);
     free(tmp.p);
+}
+
+/* makecontext passes only ints: the coroutine finds its argument in its thread's scheduler. */
+static _Thread_local sched *this_sched;
+
+static void coro_main(void)
+{
+    worker_arg *wa = (worker_arg *)(void *)this_sched->cur;
+    run(wa);
+    wa->c.done = true; /* returning resumes uc_link, the epoll loop */
+}
+
+typedef struct {
+    worker_arg *wa; /* this thread's connections */
+    int n;
+} thread_arg;
+
+enum { CORO_STACK = 256 * 1024 };
+
+static void *event_thread(void *arg)
+{
+    thread_arg *ta = arg;
+    sched s = {.ep = epoll_create1(EPOLL_CLOEXEC)};
+    this_sched = &s;
+    char *stacks = malloc((size_t)ta->n * CORO_STACK);
+    if (s.ep < 0 || !stacks) abort();
+    int live = ta->n;
+    for (int i = 0; i < ta->n; i++) { /* each coroutine runs until its first wait */
+        conn *c = &ta->wa[i].c;
+        c->s = &s;
+        getcontext(&c->ctx);
+        c->ctx.uc_stack.ss_sp = stacks + (size_t)i * CORO_STACK;
+        c->ctx.uc_stack.ss_size = CORO_STACK;
+        c->ctx.uc_link = &s.main;
+        makecontext(&c->ctx, coro_main, 0);
+        s.cur = c;
+        swapcontext(&s.main, &c->ctx);
+        live -= c->done;
+    }
+    struct epoll_event ev[64];
+    while (live > 0) {
+        int n = epoll_wait(s.ep, ev, 64, 60000);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            fprintf(stderr, "loadgen: no response in 60 s\n");
+            exit(1);
+        }
+        for (int i = 0; i < n; i++) {
+            conn *c = ev[i].data.ptr;
+            if (c->done) continue;
+            swapcontext(&s.main, &c->ctx);
+            live -= c->done;
+        }
+    }
+    close(s.ep);
+    free(stacks);
     return NULL;
 }
 
@@ -545,7 +654,7 @@ int main(int argc, char **argv)
 {
     if (argc < 5) {
         fprintf(stderr, "usage: loadgen URL MODE CONCURRENCY SECONDS [--count N] [--ops N] "
-                        "[--no-prefill] [--payload F]\n");
+                        "[--no-prefill] [--threads N] [--payload F]\n");
         return 2;
     }
     const char *url = argv[1];
@@ -569,6 +678,8 @@ int main(int argc, char **argv)
             count = atol(argv[++i]);
         else if (!strcmp(argv[i], "--ops"))
             ops_limit = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--threads"))
+            nthreads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--payload"))
             payload_path = argv[++i];
     }
@@ -594,19 +705,25 @@ int main(int argc, char **argv)
         if (do_prefill && prefill(count) != 0) return 1;
     }
 
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > conc) nthreads = conc;
     worker_arg *wa = calloc((size_t)conc, sizeof *wa);
-    pthread_t *th = calloc((size_t)conc, sizeof *th);
+    pthread_t *th = calloc((size_t)nthreads, sizeof *th);
+    thread_arg *ta = calloc((size_t)nthreads, sizeof *ta);
     double start = now_s();
     deadline = start + seconds;
-    for (int i = 0; i < conc; i++) {
-        wa[i].tid = i;
-        pthread_create(&th[i], NULL, run, &wa[i]);
+    for (int i = 0; i < conc; i++) wa[i].tid = i;
+    for (int t = 0, first = 0; t < nthreads; t++) { /* connections dealt out evenly */
+        int n = conc / nthreads + (t < conc % nthreads);
+        ta[t] = (thread_arg){wa + first, n};
+        first += n;
+        pthread_create(&th[t], NULL, event_thread, &ta[t]);
     }
+    for (int t = 0; t < nthreads; t++) pthread_join(th[t], NULL);
     long ops = 0, errors = 0, requests = 0;
     size_t nlat = 0;
     const char *first_error = NULL;
     for (int i = 0; i < conc; i++) {
-        pthread_join(th[i], NULL);
         ops += wa[i].ops;
         errors += wa[i].c.errors;
         requests += wa[i].c.requests;
