@@ -1,0 +1,16 @@
+-- 0006_span_doc_pack: a span document that does not compress below toast_tuple_target (4080
+-- bytes) goes to the TOAST table instead of staying in the row.
+-- * With 0005's STORAGE MAIN such a row stayed in the heap, where two rows of 4.1–8 KB cannot
+--   share an 8 KB page: a typical incompressible 4.7 KB OTLP span took a whole page, 42% of it
+--   empty, and every such page was written to disk twice (WAL, then the table). TOAST chunks
+--   (about 2 KB) fill their pages: for the benchmark's 512-span batches of random attribute text
+--   the bytes written per batch drop from 7.25 to 6.4 MB and sustained ingestion, which this
+--   disk sets the pace of, rises 8–14% (docs/performance.md).
+-- * Documents that compress below the target are unaffected: EXTENDED compresses first and keeps
+--   the compressed document in the row, as MAIN did, so rows of prompts, completions and JSON
+--   still share pages. Only incompressible documents over 4 KB pay TOAST's extra index entry
+--   and, when read, an index lookup.
+-- * The short text columns stay MAIN (0005): PostgreSQL moves EXTENDED columns out of line
+--   largest first, so the document is the only candidate.
+-- Metadata only: existing rows stay as they are, new rows follow the new setting.
+ALTER TABLE spans ALTER COLUMN doc SET STORAGE EXTENDED;
