@@ -147,7 +147,7 @@ bench: all $(VENV)/.ok bench-store bench-proxy bench-apo bench-train bench-gen
 
 # Store benchmark (docs/performance.md): stored vs the reference server vs pgbench, one table.
 # BENCH_ARGS passes options through, e.g. BENCH_ARGS="--duration 4 --skip scenario".
-$(BUILD)/bench/loadgen: tests/bench/loadgen.c
+$(BUILD)/bench/loadgen: tests/bench/loadgen.c tests/bench/bench_http.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -pthread
 bench-store: all $(BUILD)/bench/loadgen $(VENV)/.ok

@@ -1,11 +1,12 @@
 /* bench_proxy_load — closed-loop HTTP load generator for the proxy benchmark: C threads, each
- * with one kept-alive HTTP/1.1 connection over a plain socket (like loadgen.c: in profiles a
- * libcurl client took ~14% of the two cores the proxy, the upstream and the store share),
- * POSTing the same body for a fixed time. A reply counts when its status is 200 and its body
- * is complete (Content-Length or chunked framing) and, for a streamed reply, ends its event
+ * with one kept-alive HTTP/1.1 connection over a plain socket (bench_http.h, shared with
+ * loadgen.c), POSTing the same body for a fixed time. A reply counts when its status is 200 and its
+ * body is complete (Content-Length or chunked framing) and, for a streamed reply, ends its event
  * stream with "data: [DONE]". Prints one JSON line {requests, errors, rps, p50_ms, p90_ms,
  * p99_ms}.
  * Usage: bench_proxy_load URL BODY CONCURRENCY SECONDS [HEADER...] */
+#include "bench_http.h"
+
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -28,13 +29,6 @@ typedef struct {
     size_t n, cap, errors;
 } job;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int dial(const job *j)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
@@ -50,145 +44,34 @@ static int dial(const job *j)
     return fd;
 }
 
-/* A connection's read buffer: bytes [off, len) are unread. */
-typedef struct {
-    int fd;
-    char *b;
-    size_t off, len, cap;
-} conn;
-
-static bool fill(conn *c)
+/* A complete 200 whose event stream, if it is one, ends with "data: [DONE]". */
+static bool reply_ok(const bh_conn *c)
 {
-    if (c->off == c->len) c->off = c->len = 0;
-    if (c->len == c->cap) {
-        if (c->off) {
-            memmove(c->b, c->b + c->off, c->len - c->off);
-            c->len -= c->off;
-            c->off = 0;
-        } else {
-            c->cap = c->cap ? c->cap * 2 : 65536;
-            c->b = realloc(c->b, c->cap);
-        }
-    }
-    ssize_t r = recv(c->fd, c->b + c->len, c->cap - c->len, 0);
-    if (r <= 0) return false;
-    c->len += (size_t)r;
-    return true;
-}
-
-/* One line ending in CRLF, without it (pointer into the buffer, valid until the next fill). */
-static char *line(conn *c)
-{
-    for (;;) {
-        char *s = c->b + c->off;
-        char *e = memchr(s, '\n', c->len - c->off);
-        if (e) {
-            c->off = (size_t)(e + 1 - c->b);
-            if (e > s && e[-1] == '\r') e--;
-            *e = 0;
-            return s;
-        }
-        if (!fill(c)) return NULL;
-    }
-}
-
-/* Appends n body bytes to the tail check window (the last bytes seen). */
-static void keep_tail(char *tail, size_t *tl, const char *p, size_t n)
-{
-    const size_t cap = 64;
-    if (n >= cap) {
-        memcpy(tail, p + n - cap, cap);
-        *tl = cap;
-        return;
-    }
-    if (*tl + n > cap) {
-        size_t drop = *tl + n - cap;
-        memmove(tail, tail + drop, *tl - drop);
-        *tl -= drop;
-    }
-    memcpy(tail + *tl, p, n);
-    *tl += n;
-}
-
-static bool body_bytes(conn *c, size_t n, char *tail, size_t *tl)
-{
-    while (n) {
-        if (c->off == c->len && !fill(c)) return false;
-        size_t k = c->len - c->off < n ? c->len - c->off : n;
-        keep_tail(tail, tl, c->b + c->off, k);
-        c->off += k;
-        n -= k;
-    }
-    return true;
-}
-
-/* Reads one response; false when the connection broke or the reply is not a complete 200. */
-static bool response(conn *c, bool *keep)
-{
-    char *l = line(c);
-    if (!l) return false;
-    int status = 0;
-    if (sscanf(l, "HTTP/1.%*d %d", &status) != 1) return false;
-    long clen = -1;
-    bool chunked = false, stream = false;
-    *keep = true;
-    while ((l = line(c)) && *l) {
-        if (!strncasecmp(l, "Content-Length:", 15))
-            clen = atol(l + 15);
-        else if (!strncasecmp(l, "Transfer-Encoding:", 18) && strcasestr(l, "chunked"))
-            chunked = true;
-        else if (!strncasecmp(l, "Content-Type:", 13) && strcasestr(l, "event-stream"))
-            stream = true;
-        else if (!strncasecmp(l, "Connection:", 11) && strcasestr(l, "close"))
-            *keep = false;
-    }
-    if (!l) return false;
-    char tail[64];
-    size_t tl = 0;
-    if (chunked) {
-        for (;;) {
-            if (!(l = line(c))) return false;
-            size_t n = strtoul(l, NULL, 16);
-            if (n == 0) break;
-            if (!body_bytes(c, n, tail, &tl) || !(l = line(c))) return false;
-        }
-        while ((l = line(c)) && *l) {
-        } /* trailers, then the empty line */
-        if (!l) return false;
-    } else if (clen >= 0) {
-        if (!body_bytes(c, (size_t)clen, tail, &tl)) return false;
-    } else {
-        return false; /* no framing: not what the proxy or the upstream send */
-    }
-    if (status != 200) return false;
-    if (stream) {
-        static const char done[] = "data: [DONE]";
-        tail[tl < sizeof tail ? tl : sizeof tail - 1] = 0;
-        if (!strstr(tail, done)) return false;
-    }
-    return true;
+    if (c->status != 200) return false;
+    if (!c->event_stream) return true;
+    const char *tail = c->body.p + (c->body.len > 64 ? c->body.len - 64 : 0);
+    return strstr(tail, "data: [DONE]") != NULL;
 }
 
 static void *run(void *arg)
 {
     job *j = arg;
-    conn c = {.fd = -1};
-    while (now() < j->until) {
+    bh_conn c = {.fd = -1};
+    while (bh_now() < j->until) {
         if (c.fd < 0 && (c.fd = dial(j)) < 0) {
             j->errors++;
             struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);
             continue;
         }
-        double t0 = now();
-        bool keep = false;
-        bool ok = send(c.fd, j->req, j->req_len, MSG_NOSIGNAL) == (ssize_t)j->req_len &&
-                  response(&c, &keep);
-        double dt = now() - t0;
-        if (!ok || !keep) {
+        double t0 = bh_now();
+        bool sent = bh_send_all(&c, j->req, j->req_len) == 0,
+             read = sent && bh_read_response(&c) == 0, ok = read && reply_ok(&c);
+        double dt = bh_now() - t0;
+        if (!read || c.close_after) {
             close(c.fd);
             c.fd = -1;
-            c.off = c.len = 0;
+            c.in.len = 0;
         }
         if (!ok) {
             j->errors++;
@@ -201,14 +84,9 @@ static void *run(void *arg)
         j->lat[j->n++] = dt;
     }
     if (c.fd >= 0) close(c.fd);
-    free(c.b);
+    free(c.in.p);
+    free(c.body.p);
     return NULL;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv)
@@ -246,7 +124,7 @@ int main(int argc, char **argv)
     size_t req_len = (size_t)n + blen;
     job *jobs = calloc((size_t)conc, sizeof *jobs);
     pthread_t *th = calloc((size_t)conc, sizeof *th);
-    double t0 = now();
+    double t0 = bh_now();
     for (int i = 0; i < conc; i++) {
         jobs[i] =
             (job){.host = host, .port = port, .req = req, .req_len = req_len, .until = t0 + secs};
@@ -258,7 +136,7 @@ int main(int argc, char **argv)
         total += jobs[i].n;
         errors += jobs[i].errors;
     }
-    double el = now() - t0;
+    double el = bh_now() - t0;
     double *all = malloc((total ? total : 1) * sizeof *all);
     size_t k = 0;
     for (int i = 0; i < conc; i++) {
@@ -266,11 +144,11 @@ int main(int argc, char **argv)
         k += jobs[i].n;
         free(jobs[i].lat);
     }
-    qsort(all, total, sizeof *all, cmp);
-#define PCT(p) (total ? all[(size_t)((p) * (total - 1))] * 1000.0 : 0.0)
+    qsort(all, total, sizeof *all, bh_cmp_double);
     printf("{\"requests\":%zu,\"errors\":%zu,\"rps\":%.1f,\"p50_ms\":%.4f,\"p90_ms\":%.4f,"
            "\"p99_ms\":%.4f}\n",
-           total, errors, total / el, PCT(0.50), PCT(0.90), PCT(0.99));
+           total, errors, total / el, bh_pct(all, total, 0.50) * 1e3,
+           bh_pct(all, total, 0.90) * 1e3, bh_pct(all, total, 0.99) * 1e3);
     free(all);
     free(jobs);
     free(th);

@@ -1,8 +1,8 @@
 /* loadgen — closed-loop load generator for the store benchmark (tests/bench/bench_store.py).
  * Replays the reference's micro workloads (algorithms.md §7.3) and OTLP ingestion against any
- * server speaking the /v1/agl API over kept-alive HTTP/1.1 connections on plain sockets (no client
- * library in the hot path, so the client is never the bottleneck), statuses checked and ids taken
- * from the JSON responses.
+ * server speaking the /v1/agl API over kept-alive HTTP/1.1 connections on plain sockets
+ * (bench_http.h: no client library in the hot path, so the client is never the bottleneck),
+ * statuses checked and ids taken from the JSON responses.
  *
  * Threading is pgbench's: a few threads (--threads, default 2 like the benchmark's `pgbench -j 2`),
  * each multiplexing its share of the connections with epoll. Every connection runs its compound
@@ -23,23 +23,17 @@
  * Prints one JSON line: ops, errors, requests, seconds, ops_s, req_s, p50_ms, p95_ms, p99_ms.
  * One op = the whole compound operation of the mode; its latency covers every request in it. */
 #define _GNU_SOURCE 1 /* memmem */
+#include "bench_http.h"
+
 #include <arpa/inet.h>
-#include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <fcntl.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -70,65 +64,16 @@ static const char heartbeat_body[] =
     "\"mem_pct\":8.6,\"disk_used_gb\":19.79,\"disk_total_gb\":251.97,\"disk_pct\":20.7,"
     "\"bytes_sent_mb\":1130.32,\"bytes_recv_mb\":2716.36}}";
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* ---- growable byte buffer ---- */
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-} buf;
-
-static void buf_need(buf *b, size_t extra)
-{
-    if (b->len + extra + 1 <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + extra + 1) cap *= 2;
-    b->p = realloc(b->p, cap);
-    if (!b->p) abort();
-    b->cap = cap;
-}
-
-static void buf_put(buf *b, const void *d, size_t n)
-{
-    buf_need(b, n);
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    buf_need(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 /* ---- one kept-alive HTTP/1.1 connection ---- */
 
 typedef struct sched sched;
 
 typedef struct {
-    int fd;
+    bh_conn h;      /* first: bench_http's wait hook gets this conn as its bh_conn */
     sched *s;       /* the event thread running this connection; NULL: blocking socket */
     ucontext_t ctx; /* the coroutine running the ops */
     bool done;      /* its run() has returned */
-    buf in;         /* bytes received, not yet consumed */
-    buf req;        /* request being sent */
-    buf body;       /* body of the last response */
-    int status;     /* status of the last response */
+    bh_buf req;     /* request being sent */
     uint64_t rng;
     /* per-thread results */
     double *lat;
@@ -148,124 +93,41 @@ struct sched {
 /* Suspends the coroutine until its socket is readable (or also writable, for a send that would
  * block). Sockets sit in epoll edge-triggered, reading interest only; a resume without progress
  * just retries and yields again. */
-static void wait_fd(conn *c, bool for_write)
+static void wait_fd(bh_conn *hc, bool for_write)
 {
+    conn *c = (conn *)hc;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
     if (for_write) {
         ev.events |= EPOLLOUT;
-        epoll_ctl(c->s->ep, EPOLL_CTL_MOD, c->fd, &ev);
+        epoll_ctl(c->s->ep, EPOLL_CTL_MOD, hc->fd, &ev);
     }
     swapcontext(&c->ctx, &c->s->main);
     if (for_write) {
         ev.events = EPOLLIN | EPOLLET;
-        epoll_ctl(c->s->ep, EPOLL_CTL_MOD, c->fd, &ev);
+        epoll_ctl(c->s->ep, EPOLL_CTL_MOD, hc->fd, &ev);
     }
 }
 
 static int conn_open(conn *c)
 {
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (c->fd < 0) return -1;
+    int fd = c->h.fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
     int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct timeval tv = {60, 0};
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(c->fd, (struct sockaddr *)&server, sizeof server) != 0) {
-        close(c->fd);
-        c->fd = -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&server, sizeof server) != 0) {
+        close(fd);
+        c->h.fd = -1;
         return -1;
     }
     if (c->s) { /* connect blocked briefly (loopback); everything after it yields instead */
-        fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
         struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
-        epoll_ctl(c->s->ep, EPOLL_CTL_ADD, c->fd, &ev);
+        epoll_ctl(c->s->ep, EPOLL_CTL_ADD, fd, &ev);
+        c->h.wait = wait_fd;
     }
-    c->in.len = 0;
-    return 0;
-}
-
-static int send_all(conn *c, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0 && errno == EAGAIN && c->s) {
-            wait_fd(c, true);
-            continue;
-        }
-        if (w <= 0) return -1;
-        p += w, n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Reads more bytes into c->in; -1 on EOF/error. */
-static int fill(conn *c)
-{
-    buf_need(&c->in, 65536);
-    ssize_t r;
-    while ((r = recv(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len - 1, 0)) < 0 &&
-           errno == EAGAIN && c->s)
-        wait_fd(c, false);
-    if (r < 0 && errno == EINTR) return 0;
-    if (r <= 0) return -1;
-    c->in.len += (size_t)r;
-    c->in.p[c->in.len] = 0;
-    return 0;
-}
-
-static void consume(conn *c, size_t n)
-{
-    memmove(c->in.p, c->in.p + n, c->in.len - n);
-    c->in.len -= n;
-    if (c->in.p) c->in.p[c->in.len] = 0;
-}
-
-/* Parses one response (Content-Length or chunked) into c->status / c->body. */
-static int read_response(conn *c, bool *close_after)
-{
-    char *end;
-    while (!c->in.p || !(end = strstr(c->in.p, "\r\n\r\n")))
-        if (fill(c) < 0) return -1;
-    size_t hlen = (size_t)(end - c->in.p) + 4;
-    if (sscanf(c->in.p, "HTTP/1.%*d %d", &c->status) != 1) return -1;
-    long clen = -1;
-    bool chunked = false;
-    *close_after = false;
-    for (char *line = strstr(c->in.p, "\r\n") + 2; line < end; line = strstr(line, "\r\n") + 2) {
-        if (!strncasecmp(line, "content-length:", 15)) clen = strtol(line + 15, NULL, 10);
-        if (!strncasecmp(line, "transfer-encoding:", 18) && strcasestr(line, "chunked") &&
-            strcasestr(line, "chunked") < strstr(line, "\r\n"))
-            chunked = true;
-        if (!strncasecmp(line, "connection:", 11) && strcasestr(line, "close") &&
-            strcasestr(line, "close") < strstr(line, "\r\n"))
-            *close_after = true;
-    }
-    consume(c, hlen);
-    c->body.len = 0;
-    buf_need(&c->body, 0);
-    c->body.p[0] = 0;
-    if (chunked) {
-        for (;;) {
-            char *nl;
-            while (!(nl = strstr(c->in.p ? c->in.p : "", "\r\n")))
-                if (fill(c) < 0) return -1;
-            size_t n = strtoul(c->in.p, NULL, 16);
-            size_t line = (size_t)(nl - c->in.p) + 2;
-            while (c->in.len < line + n + 2)
-                if (fill(c) < 0) return -1;
-            buf_put(&c->body, c->in.p + line, n);
-            consume(c, line + n + 2);
-            if (n == 0) break; /* (trailers are not used by these servers) */
-        }
-    } else if (clen >= 0) {
-        while (c->in.len < (size_t)clen)
-            if (fill(c) < 0) return -1;
-        buf_put(&c->body, c->in.p, (size_t)clen);
-        consume(c, (size_t)clen);
-    } else {
-        return -1; /* read-until-close bodies are not expected from either server */
-    }
+    c->h.in.len = 0;
     return 0;
 }
 
@@ -275,24 +137,24 @@ static int http(conn *c, const char *method, const char *path, const char *ctype
                 size_t len)
 {
     c->req.len = 0;
-    buf_printf(&c->req,
-               "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: agl-loadgen\r\nAccept: */*\r\n"
-               "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
-               method, path, host_hdr, ctype, len);
+    bh_buf_printf(&c->req,
+                  "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: agl-loadgen\r\nAccept: */*\r\n"
+                  "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+                  method, path, host_hdr, ctype, len);
     c->requests++;
+    bh_conn *h = &c->h;
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (c->fd < 0 && conn_open(c) < 0) continue;
-        bool closing;
-        if (send_all(c, c->req.p, c->req.len) == 0 && (!len || send_all(c, body, len) == 0) &&
-            read_response(c, &closing) == 0) {
-            if (closing) {
-                close(c->fd);
-                c->fd = -1;
+        if (h->fd < 0 && conn_open(c) < 0) continue;
+        if (bh_send_all(h, c->req.p, c->req.len) == 0 && (!len || bh_send_all(h, body, len) == 0) &&
+            bh_read_response(h) == 0) {
+            if (h->close_after) {
+                close(h->fd);
+                h->fd = -1;
             }
-            return c->status;
+            return h->status;
         }
-        close(c->fd);
-        c->fd = -1;
+        close(h->fd);
+        h->fd = -1;
     }
     return -1;
 }
@@ -325,7 +187,7 @@ static bool fail(conn *c, const char *what, int status)
     c->errors++;
     if (!c->first_error[0])
         snprintf(c->first_error, sizeof c->first_error, "%s: status %d: %.160s", what, status,
-                 c->body.p ? c->body.p : "");
+                 c->h.body.p ? c->h.body.p : "");
     return false;
 }
 
@@ -339,10 +201,10 @@ static uint64_t rnd(conn *c)
     return c->rng;
 }
 
-static void rnd_alnum(conn *c, buf *b, int n)
+static void rnd_alnum(conn *c, bh_buf *b, int n)
 {
     static const char al[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    buf_need(b, (size_t)n);
+    bh_buf_need(b, (size_t)n);
     for (int i = 0; i < n; i++) b->p[b->len++] = al[rnd(c) % 62];
     b->p[b->len] = 0;
 }
@@ -354,40 +216,40 @@ static void rnd_hex(conn *c, char *out, int n)
 }
 
 /* attributes object of n entries: key 3–20 chars, value 5–300 chars (§7.3) */
-static void rnd_attributes(conn *c, buf *b, int n)
+static void rnd_attributes(conn *c, bh_buf *b, int n)
 {
-    buf_put(b, "{", 1);
+    bh_buf_put(b, "{", 1);
     for (int i = 0; i < n; i++) {
-        if (i) buf_put(b, ",", 1);
-        buf_printf(b, "\"k%d_", i);
+        if (i) bh_buf_put(b, ",", 1);
+        bh_buf_printf(b, "\"k%d_", i);
         rnd_alnum(c, b, 2 + (int)(rnd(c) % 16));
-        buf_put(b, "\":\"", 3);
+        bh_buf_put(b, "\":\"", 3);
         rnd_alnum(c, b, 5 + (int)(rnd(c) % 296));
-        buf_put(b, "\"", 1);
+        bh_buf_put(b, "\"", 1);
     }
-    buf_put(b, "}", 1);
+    bh_buf_put(b, "}", 1);
 }
 
 /* A Span as the Python client serialises it (every key, extras none). */
-static void span_json(conn *c, buf *b, const char *rid, const char *aid, long seq, int nattr)
+static void span_json(conn *c, bh_buf *b, const char *rid, const char *aid, long seq, int nattr)
 {
     char trace[33], span[17];
     rnd_hex(c, trace, 32);
     rnd_hex(c, span, 16);
     b->len = 0;
-    buf_printf(
+    bh_buf_printf(
         b,
         "{\"rollout_id\":\"%s\",\"attempt_id\":\"%s\",\"sequence_id\":%ld,\"trace_id\":\"%s\","
         "\"span_id\":\"%s\",\"parent_id\":null,\"name\":\"bench-span-%ld\",\"status\":"
         "{\"status_code\":\"OK\",\"description\":null},\"attributes\":",
         rid, aid, seq, trace, span, seq);
     rnd_attributes(c, b, nattr);
-    buf_printf(b,
-               ",\"events\":[],\"links\":[],\"start_time\":1764100000.25,\"end_time\":"
-               "1764100000.5,\"context\":{\"trace_id\":\"%s\",\"span_id\":\"%s\",\"is_remote\":"
-               "false,\"trace_state\":{}},\"parent\":null,\"resource\":{\"attributes\":{},"
-               "\"schema_url\":\"\"}}",
-               trace, span);
+    bh_buf_printf(b,
+                  ",\"events\":[],\"links\":[],\"start_time\":1764100000.25,\"end_time\":"
+                  "1764100000.5,\"context\":{\"trace_id\":\"%s\",\"span_id\":\"%s\",\"is_remote\":"
+                  "false,\"trace_state\":{}},\"parent\":null,\"resource\":{\"attributes\":{},"
+                  "\"schema_url\":\"\"}}",
+                  trace, span);
 }
 
 /* ---- the compound operations ---- */
@@ -410,16 +272,17 @@ static bool start_rollout(conn *c, long i, char *rid, char *aid)
                  i);
     int st = post_json(c, "/v1/agl/rollouts", body, (size_t)n);
     if (st != 201) return fail(c, "start_rollout", st);
-    if (!json_str(c->body.p, "rollout_id", rid, 32) || !json_str(c->body.p, "attempt_id", aid, 32))
+    if (!json_str(c->h.body.p, "rollout_id", rid, 32) ||
+        !json_str(c->h.body.p, "attempt_id", aid, 32))
         return fail(c, "start_rollout ids", st);
     return true;
 }
 
-static bool add_span(conn *c, buf *tmp, const char *rid, const char *aid, long seq, int nattr)
+static bool add_span(conn *c, bh_buf *tmp, const char *rid, const char *aid, long seq, int nattr)
 {
     span_json(c, tmp, rid, aid, seq, nattr);
     int st = post_json(c, "/v1/agl/spans", tmp->p, tmp->len);
-    if (st != 201 || strncmp(c->body.p, "{", 1)) return fail(c, "add_span", st);
+    if (st != 201 || strncmp(c->h.body.p, "{", 1)) return fail(c, "add_span", st);
     return true;
 }
 
@@ -439,8 +302,9 @@ static int dequeue(conn *c, const char *worker, char *rid, char *aid)
                    : snprintf(body, sizeof body, "{\"limit\":1}");
     int st = post_json(c, "/v1/agl/queues/rollouts/dequeue", body, (size_t)n);
     if (st != 200) return fail(c, "dequeue", st), -1;
-    if (!strncmp(c->body.p, "[]", 2)) return 0;
-    if (!json_str(c->body.p, "rollout_id", rid, 32) || !json_str(c->body.p, "attempt_id", aid, 32))
+    if (!strncmp(c->h.body.p, "[]", 2)) return 0;
+    if (!json_str(c->h.body.p, "rollout_id", rid, 32) ||
+        !json_str(c->h.body.p, "attempt_id", aid, 32))
         return fail(c, "dequeue ids", st), -1;
     return 1;
 }
@@ -450,12 +314,12 @@ static bool next_seq(conn *c, const char *rid, const char *aid)
     char body[128];
     int n = snprintf(body, sizeof body, "{\"rollout_id\":\"%s\",\"attempt_id\":\"%s\"}", rid, aid);
     int st = post_json(c, "/v1/agl/spans/next", body, (size_t)n);
-    if (st != 200 || !strstr(c->body.p, "sequence_id")) return fail(c, "spans/next", st);
+    if (st != 200 || !strstr(c->h.body.p, "sequence_id")) return fail(c, "spans/next", st);
     return true;
 }
 
 /* Runs one op of the mode; returns 1 success, 0 failure, -1 "stop" (dequeue source exhausted). */
-static int one_op(conn *c, long i, int tid, buf *tmp, double *t0)
+static int one_op(conn *c, long i, int tid, bh_buf *tmp, double *t0)
 {
     char rid[32], aid[32], worker[48];
     int w = (int)(atomic_fetch_add(&worker_seq, 1) % 1024);
@@ -494,7 +358,7 @@ static int one_op(conn *c, long i, int tid, buf *tmp, double *t0)
         if (!start_rollout(c, i, rid, aid)) return 0;
         memcpy(tmp->p + off_rid, rid, 15);
         memcpy(tmp->p + off_aid, aid, 11);
-        *t0 = now_s();
+        *t0 = bh_now();
         int st = http(c, "POST", "/v1/traces", "application/x-protobuf", tmp->p, payload_len);
         return st == 200 || fail(c, "otlp", st);
     }
@@ -511,13 +375,13 @@ typedef struct {
 static void run(worker_arg *wa)
 {
     conn *c = &wa->c;
-    c->fd = -1;
+    c->h.fd = -1;
     c->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(wa->tid + 1);
-    buf tmp = {0};
-    if (mode == M_OTLP) buf_put(&tmp, payload, payload_len); /* private copy to patch */
-    for (long i = 0; now_s() < deadline && !atomic_load(&queue_dry); i++) {
+    bh_buf tmp = {0};
+    if (mode == M_OTLP) bh_buf_put(&tmp, payload, payload_len); /* private copy to patch */
+    for (long i = 0; bh_now() < deadline && !atomic_load(&queue_dry); i++) {
         if (ops_limit >= 0 && atomic_fetch_add(&ops_started, 1) >= ops_limit) break;
-        double t0 = now_s();
+        double t0 = bh_now();
         int r = one_op(c, i * 1000 + wa->tid, wa->tid, &tmp, &t0);
         if (r < 0) break;
         if (r == 0) continue;
@@ -525,10 +389,10 @@ static void run(worker_arg *wa)
             c->caplat = c->caplat ? c->caplat * 2 : 4096;
             c->lat = realloc(c->lat, sizeof *c->lat * c->caplat);
         }
-        c->lat[c->nlat++] = (now_s() - t0) * 1e3;
+        c->lat[c->nlat++] = (bh_now() - t0) * 1e3;
         wa->ops++;
     }
-    if (c->fd >= 0) close(c->fd);
+    if (c->h.fd >= 0) close(c->h.fd);
     free(tmp.p);
 }
 
@@ -592,43 +456,28 @@ static void *event_thread(void *arg)
 /* Fills the queue with n rollouts, 512 per enqueue request (not timed). */
 static int prefill(long n)
 {
-    conn c = {.fd = -1};
-    buf b = {0};
+    conn c = {.h.fd = -1};
+    bh_buf b = {0};
     for (long done = 0; done < n;) {
         long k = n - done < 512 ? n - done : 512;
         b.len = 0;
-        buf_put(&b, "{\"rollouts\":[", 13);
+        bh_buf_put(&b, "{\"rollouts\":[", 13);
         for (long i = 0; i < k; i++)
-            buf_printf(&b, "%s{\"input\":{\"task\":%ld},\"mode\":\"train\"}", i ? "," : "",
-                       done + i);
-        buf_put(&b, "]}", 2);
+            bh_buf_printf(&b, "%s{\"input\":{\"task\":%ld},\"mode\":\"train\"}", i ? "," : "",
+                          done + i);
+        bh_buf_put(&b, "]}", 2);
         int st = post_json(&c, "/v1/agl/queues/rollouts/enqueue", b.p, b.len);
         if (st != 201 && st != 200) {
             fprintf(stderr, "loadgen: enqueue failed: status %d: %.200s\n", st,
-                    c.body.p ? c.body.p : "");
+                    c.h.body.p ? c.h.body.p : "");
             return -1;
         }
         done += k;
     }
-    if (c.fd >= 0) close(c.fd);
+    if (c.h.fd >= 0) close(c.h.fd);
     free(b.p);
-    free(c.in.p), free(c.req.p), free(c.body.p);
+    free(c.h.in.p), free(c.req.p), free(c.h.body.p);
     return 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct(const double *v, size_t n, double p)
-{
-    if (!n) return 0;
-    double r = p * (double)(n - 1);
-    size_t lo = (size_t)r;
-    if (lo + 1 >= n) return v[n - 1];
-    return v[lo] + (v[lo + 1] - v[lo]) * (r - (double)lo);
 }
 
 static int load_payload(const char *path)
@@ -710,7 +559,7 @@ int main(int argc, char **argv)
     worker_arg *wa = calloc((size_t)conc, sizeof *wa);
     pthread_t *th = calloc((size_t)nthreads, sizeof *th);
     thread_arg *ta = calloc((size_t)nthreads, sizeof *ta);
-    double start = now_s();
+    double start = bh_now();
     deadline = start + seconds;
     for (int i = 0; i < conc; i++) wa[i].tid = i;
     for (int t = 0, first = 0; t < nthreads; t++) { /* connections dealt out evenly */
@@ -730,20 +579,20 @@ int main(int argc, char **argv)
         nlat += wa[i].c.nlat;
         if (!first_error && wa[i].c.first_error[0]) first_error = wa[i].c.first_error;
     }
-    double elapsed = now_s() - start;
+    double elapsed = bh_now() - start;
     double *all = malloc(sizeof *all * (nlat ? nlat : 1));
     size_t k = 0;
     for (int i = 0; i < conc; i++) {
         memcpy(all + k, wa[i].c.lat, sizeof *all * wa[i].c.nlat);
         k += wa[i].c.nlat;
     }
-    qsort(all, nlat, sizeof *all, cmp_double);
+    qsort(all, nlat, sizeof *all, bh_cmp_double);
     printf("{\"mode\":\"%s\",\"concurrency\":%d,\"ops\":%ld,\"errors\":%ld,\"requests\":%ld,"
            "\"seconds\":%.3f,\"ops_s\":%.1f,\"req_s\":%.1f,\"p50_ms\":%.3f,\"p95_ms\":%.3f,"
            "\"p99_ms\":%.3f,\"queue_dry\":%s",
            mode_names[mode], conc, ops, errors, requests, elapsed, ops / elapsed,
-           requests / elapsed, pct(all, nlat, 0.50), pct(all, nlat, 0.95), pct(all, nlat, 0.99),
-           atomic_load(&queue_dry) ? "true" : "false");
+           requests / elapsed, bh_pct(all, nlat, 0.50), bh_pct(all, nlat, 0.95),
+           bh_pct(all, nlat, 0.99), atomic_load(&queue_dry) ? "true" : "false");
     if (first_error) {
         printf(",\"first_error\":\"");
         for (const char *p = first_error; *p; p++)
@@ -754,5 +603,10 @@ int main(int argc, char **argv)
         printf("\"");
     }
     printf("}\n");
+    for (int i = 0; i < conc; i++) {
+        conn *c = &wa[i].c;
+        free(c->h.in.p), free(c->h.body.p), free(c->req.p), free(c->lat);
+    }
+    free(all), free(ta), free(th), free(wa), free(payload);
     return 0;
 }
