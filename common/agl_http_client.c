@@ -403,12 +403,19 @@ static agl_code error_from_response(const char *method, const char *path,
     return code;
 }
 
-agl_code agl_http_json(agl_http_client *c, const char *method, const char *path,
-                       const char *json_body, agl_http_response *out, agl_error *err)
+agl_code agl_http_call(agl_http_client *c, const char *method, const char *path,
+                       const char *content_type, const void *body, size_t len,
+                       agl_http_response *out, agl_error *err)
 {
-    agl_code rc = agl_http_request(c, method, path, json_body ? "application/json" : NULL,
-                                   json_body, json_body ? strlen(json_body) : 0, out, err);
+    agl_code rc = agl_http_request(c, method, path, content_type, body, len, out, err);
     if (rc != AGL_OK) return rc;
     if (out->status >= 400) return error_from_response(method, path, out, err);
     return AGL_OK;
+}
+
+agl_code agl_http_json(agl_http_client *c, const char *method, const char *path,
+                       const char *json_body, agl_http_response *out, agl_error *err)
+{
+    return agl_http_call(c, method, path, json_body ? "application/json" : NULL, json_body,
+                         json_body ? strlen(json_body) : 0, out, err);
 }

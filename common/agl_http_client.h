@@ -72,6 +72,10 @@ agl_code agl_http_request(agl_http_client *c, const char *method, const char *pa
  * agl_http_response_free. */
 agl_code agl_http_json(agl_http_client *c, const char *method, const char *path,
                        const char *json_body, agl_http_response *out, agl_error *err);
+/* The same error mapping for any body and content type (e.g. a protobuf upload). */
+agl_code agl_http_call(agl_http_client *c, const char *method, const char *path,
+                       const char *content_type, const void *body, size_t len,
+                       agl_http_response *out, agl_error *err);
 
 /* Zeroes r (status 0, empty body, no content type). */
 void agl_http_response_init(agl_http_response *r);

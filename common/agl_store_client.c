@@ -196,12 +196,8 @@ agl_code agl_store_export_otlp_protobuf(agl_store_client *c, const void *data, s
 {
     agl_http_response resp;
     agl_http_response_init(&resp);
-    agl_code code = agl_http_request(c->http, "POST", "/v1/traces", "application/x-protobuf", data,
-                                     len, &resp, err);
-    if (code == AGL_OK && (resp.status < 200 || resp.status >= 300))
-        code = agl_error_set(err, agl_http_status_code(resp.status), NULL,
-                             "store refused the OTLP export: HTTP %ld %.200s", resp.status,
-                             resp.body.data ? resp.body.data : "");
+    agl_code code = agl_http_call(c->http, "POST", "/v1/traces", "application/x-protobuf", data,
+                                  len, &resp, err);
     agl_http_response_free(&resp);
     return code;
 }

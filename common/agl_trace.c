@@ -1,4 +1,4 @@
-/* agl_trace — OTLP/JSON span writer, the reward span and Python-literal values. */
+/* agl_trace — OTLP span writer (JSON or protobuf), the reward span and Python-literal values. */
 #include "agl_trace.h"
 #include "agl_util.h"
 
@@ -24,7 +24,10 @@ void agl_otlp_begin_proto(agl_otlp_writer *w, agl_buf *b)
     w->depth = 0;
 }
 
-/* ---- protobuf encoding (opentelemetry/proto/trace/v1/trace.proto field numbers) ---- */
+/* ---- protobuf encoding (opentelemetry/proto/trace/v1/trace.proto field numbers) ----
+ * Written by hand rather than through the protobuf-c messages libagl also links (stored decodes
+ * with them): the writer emits each field as the proxy produces it, in the same single pass as
+ * the JSON form, with no message tree to allocate and pack per recorded call. */
 
 static void pb_varint(agl_buf *b, uint64_t v)
 {

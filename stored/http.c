@@ -185,7 +185,6 @@ static void run_request(agl_req *r)
      * died with it, so one more try on a fresh connection is safe — unless COMMIT itself was
      * what failed, where the outcome is unknown and the client must decide. */
     for (int attempt = 0; attempt < 4; attempt++) {
-        bool commit_failed = false;
         agl_buf_reset(&r->out);
         r->status = 200;
         r->content_type = NULL;
@@ -194,29 +193,20 @@ static void run_request(agl_req *r)
         r->commit_failed = false;
         agl_error_clear(&err);
         code = stored_dispatch(r, &err);
-        commit_failed = r->commit_failed;
         if (code == AGL_OK) {
-            if (r->db && r->in_tx) {
-                code = db_commit(r->db, &err);
-                commit_failed = code != AGL_OK;
-            }
+            code = req_db_done(r, &err); /* commits, pools the connection, wakes waiters */
+        } else if (r->db) {
+            db_rollback(r->db);
             r->in_tx = false;
-        }
-        if (code != AGL_OK && r->db) db_rollback(r->db);
-        r->in_tx = false;
-        if (r->db) {
             db_release(r->ctx->pool, r->db);
             r->db = NULL;
         }
         bool retry = (code == AGL_E_CONFLICT && attempt < 3) ||
-                     (code == AGL_E_UNAVAILABLE && attempt == 0 && !commit_failed);
+                     (code == AGL_E_UNAVAILABLE && attempt == 0 && !r->commit_failed);
         if (!retry) break;
         agl_debug("retrying %s %s: %s", r->method, r->path, err.msg);
     }
-    if (code == AGL_OK) {
-        if (r->notify_done) stored_done_broadcast(r->ctx);
-        return;
-    }
+    if (code == AGL_OK) return;
     if (code == AGL_E_INTERNAL || code == AGL_E_IO)
         agl_error("%s %s failed: %s", r->method, r->path, err.msg);
     render_error(r, &err);
